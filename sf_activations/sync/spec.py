@@ -1,0 +1,66 @@
+"""What a sync is, in the engine's terms (the config layer builds these from YAML)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Behavior = Literal[
+    "update_or_create",
+    "create_only",
+    "update_only",
+    "mirror",
+    "delete",
+    "add",
+    "lead_or_contact",
+    "lead_or_account",
+]
+PartitionKind = Literal["none", "hash", "time"]
+
+
+@dataclass(frozen=True, slots=True)
+class FieldMapping:
+    """One source column written to one Salesforce field.
+
+    ``lookup_field`` makes it a lookup by external id: the column holds the parent's
+    external id value and is sent as ``<relationship>.<lookup_field>`` (e.g. the mapping
+    ``account_ext -> AccountId`` with ``lookup_field='External_Id__c'`` is sent as the Bulk
+    column ``Account.External_Id__c``).
+    """
+
+    source: str
+    target: str
+    lookup_field: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SyncKey:
+    """The column that identifies a record and the Salesforce field it matches."""
+
+    source: str
+    target: str  # an External ID field for update_or_create; Id or any field for update_only
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionSpec:
+    kind: PartitionKind = "none"
+    buckets: int = 1  # for kind == "hash"
+
+
+@dataclass(frozen=True, slots=True)
+class SyncSpec:
+    """One sync: a source model into one Salesforce object with one behavior."""
+
+    name: str
+    source_model: str
+    sobject: str
+    behavior: Behavior
+    key: SyncKey
+    mappings: tuple[FieldMapping, ...]
+    partitions: PartitionSpec = field(default_factory=PartitionSpec)
+    batch_size: int = 10_000  # records per Bulk job
+    rest_threshold: int = 200  # at most this many records to send: REST collections instead of Bulk
+    max_rejected_fraction: float = 0.05  # the asset check fails above this share of rejected records
+    max_attempts: int = 0  # 0 = retry rejected records on every run, forever
+    schedule: str | None = None  # cron
+    source_file: str = ""  # the YAML file it came from, for error messages
