@@ -1,0 +1,112 @@
+"""DuckDB adapter: models are tables in one DuckDB file, read back through Arrow."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from sf_activations.warehouse.base import ModelStats, RowFilter, normalize_frame
+
+ConnectionFactory = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
+
+
+def quote_identifier(name: str) -> str:
+    """``a.b`` -> ``"a"."b"``: each part quoted, embedded quotes doubled."""
+    return ".".join('"' + part.replace('"', '""') + '"' for part in name.split("."))
+
+
+def _window(where: RowFilter | None) -> tuple[str, list[Any]]:
+    if where is None:
+        return "", []
+    col = quote_identifier(where.column)
+    # Values are bound as parameters, never spliced into the SQL.
+    return f" WHERE {col} >= $1 AND {col} < $2", [where.start, where.end]
+
+
+class DuckDBWarehouse:
+    """A ``Warehouse`` over one DuckDB database.
+
+    ``connect`` yields a connection for one short unit of work; pass dagster-duckdb's
+    ``DuckDBResource.get_connection`` or use ``DuckDBWarehouse.at(path)``. Connections are
+    short-lived because a DuckDB file admits one writing process at a time: parallel
+    partitions then wait (the resource retries) instead of failing.
+    """
+
+    def __init__(self, connect: ConnectionFactory) -> None:
+        self._connect = connect
+
+    @classmethod
+    def at(cls, path: str) -> DuckDBWarehouse:
+        """A warehouse on the DuckDB file ``path`` (created if missing)."""
+
+        @contextmanager
+        def connect() -> Iterator[duckdb.DuckDBPyConnection]:
+            conn = duckdb.connect(path)
+            try:
+                yield conn
+            finally:
+                conn.close()
+
+        return cls(connect)
+
+    def materialize_model(
+        self, name: str, sql: str, *, where: RowFilter | None = None
+    ) -> ModelStats:
+        """Build table ``name`` from ``sql`` (whole table, or only the rows in ``where``)."""
+        table = quote_identifier(name)
+        body = sql.strip().rstrip(";")
+        window, params = _window(where)
+        with self._connect() as conn:
+            if where is None:
+                conn.execute(f"CREATE OR REPLACE TABLE {table} AS {body}")
+            else:
+                exists = conn.execute(
+                    "SELECT count(*) FROM information_schema.tables WHERE table_name = $1",
+                    [name.rsplit(".", maxsplit=1)[-1]],
+                ).fetchone()
+                conn.execute("BEGIN TRANSACTION")
+                try:
+                    if exists and exists[0]:
+                        conn.execute(f"DELETE FROM {table}{window}", params)
+                        conn.execute(f"INSERT INTO {table} SELECT * FROM ({body}){window}", params)
+                    else:
+                        conn.execute(
+                            f"CREATE TABLE {table} AS SELECT * FROM ({body}){window}", params
+                        )
+                    conn.execute("COMMIT")
+                except duckdb.Error:
+                    conn.execute("ROLLBACK")
+                    raise
+            count = conn.query(
+                f"SELECT count(*) FROM {table}{window}", params=params or None
+            ).fetchall()
+            cols = conn.query(f"SELECT * FROM {table} LIMIT 0")
+            columns = tuple(zip(cols.columns, [str(t) for t in cols.types], strict=True))
+        return ModelStats(table=name, rows=int(count[0][0]) if count else 0, columns=columns)
+
+    def read(self, table: str, *, where: RowFilter | None = None) -> pl.DataFrame:
+        """The rows of ``table`` (in ``where`` if given) as polars, via Arrow, Decimals cast."""
+        window, params = _window(where)
+        with self._connect() as conn:
+            reader = conn.query(
+                f"SELECT * FROM {quote_identifier(table)}{window}", params=params or None
+            ).arrow()
+            arrow_table = reader.read_all() if hasattr(reader, "read_all") else reader
+        frame = pl.from_arrow(arrow_table)
+        if not isinstance(frame, pl.DataFrame):  # a single column may come back as a Series
+            frame = frame.to_frame()
+        return normalize_frame(frame)
+
+    def columns(self, table: str) -> list[str]:
+        """Column names of ``table``."""
+        with self._connect() as conn:
+            return list(conn.query(f"SELECT * FROM {quote_identifier(table)} LIMIT 0").columns)
+
+    def execute(self, sql: str, params: list[Any] | None = None) -> None:
+        """Run one statement (used to load raw data, e.g. by the demo's generator)."""
+        with self._connect() as conn:
+            conn.execute(sql, params)
