@@ -1,0 +1,616 @@
+"""Map a model's rows to Salesforce fields and set aside the records Salesforce would reject.
+
+Everything here is vectorised polars: one expression per mapped column, no row loops. Every
+mapped value is canonicalised to the exact string the Bulk CSV will carry (ISO dates,
+``true``/``false``, numbers without float noise) so that fingerprints and CSV always agree.
+
+Null means "clear the field" and stays null; the empty string means "leave it alone" and stays
+"" for every type (it is never a type error).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import polars as pl
+
+from sf_activations.sync.model import FieldDescribe, ObjectDescribe
+from sf_activations.sync.spec import FieldMapping, SyncSpec
+
+KEY_COLUMN = "__key"
+"""The canonical key (a string) of every mapped record; state and results are keyed by it."""
+
+INVALID_SCHEMA: Mapping[str, pl.DataType] = {
+    "key": pl.String(),
+    "reason": pl.String(),
+    "column": pl.String(),
+    "field": pl.String(),
+    "value": pl.String(),
+    "message": pl.String(),
+}
+
+TEXT_TYPES = frozenset(
+    {
+        "string",
+        "textarea",
+        "email",
+        "phone",
+        "url",
+        "picklist",
+        "combobox",
+        "encryptedstring",
+        "id",
+        "reference",
+        "time",
+        "address",
+    }
+)
+INT_TYPES = frozenset({"int", "long"})
+FLOAT_TYPES = frozenset({"double", "currency", "percent"})
+
+REASON_TEXT: Mapping[str, str] = {
+    "INVALID_NULL_KEY": "the key is null or empty, so the record cannot be matched",
+    "INVALID_DUPLICATE_KEY": "the key appears on more than one row of the model",
+    "INVALID_STRING_TOO_LONG": "the value is longer than the field allows",
+    "INVALID_PICKLIST_VALUE": "the value is not one of the field's allowed picklist values",
+    "INVALID_TYPE": "the value cannot be converted to the field's type",
+    "INVALID_EMAIL": "the value is not an email address",
+    "INVALID_ID": "the value is not a 15- or 18-character Salesforce Id",
+    "INVALID_REQUIRED_MISSING": "the field is required to create the record but the value is null",
+}
+
+_EMAIL_RE = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+_ID_RE = r"^[a-zA-Z0-9]{15}([a-zA-Z0-9]{3})?$"
+_DATETIME_FORMATS: Sequence[tuple[str, bool]] = (
+    ("%Y-%m-%dT%H:%M:%S%.fZ", False),
+    ("%Y-%m-%dT%H:%M:%S%.f%z", True),
+    ("%Y-%m-%dT%H:%M:%S%.f", False),
+    ("%Y-%m-%d %H:%M:%S%.f", False),
+    ("%Y-%m-%d", False),
+)
+_DATETIME_OUT = "%Y-%m-%dT%H:%M:%S%.3fZ"
+
+
+class SyncConfigError(ValueError):
+    """The sync's configuration does not fit the model or the Salesforce object."""
+
+
+@dataclass(frozen=True, slots=True)
+class MappedColumn:
+    """One column of the mapped frame: its CSV header, where it comes from and its field."""
+
+    header: str  # the Bulk CSV header: ``Name`` or ``Account.External_Id__c`` for a lookup
+    source: str  # the model column
+    field: str  # the Salesforce field (``AccountId`` for a lookup)
+    describe: FieldDescribe | None
+    lookup_field: str | None = None
+    is_key: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MappedFrame:
+    """The outcome of mapping one partition.
+
+    ``records`` holds the valid records: ``__key`` plus one String column per CSV header.
+    ``invalid`` holds one row per set-aside record (schema ``INVALID_SCHEMA``): the first
+    problem found, with a user-facing message.
+    """
+
+    records: pl.DataFrame
+    invalid: pl.DataFrame
+    columns: tuple[MappedColumn, ...]
+
+    @property
+    def headers(self) -> list[str]:
+        """The Salesforce-side column names, in CSV order (key first)."""
+        return [c.header for c in self.columns]
+
+
+def lookup_header(mapping: FieldMapping, describe: ObjectDescribe) -> str:
+    """The Bulk header for a lookup mapping: ``<relationship>.<lookup field>``."""
+    if mapping.lookup_field is None:
+        return describe_name(mapping.target, describe)
+    target = describe.field(mapping.target)
+    relationship = target.relationship_name if target is not None else None
+    if relationship is None:
+        # Custom lookups follow the __c -> __r rule; standard ones drop the trailing Id.
+        if mapping.target.endswith("__c"):
+            relationship = mapping.target[:-3] + "__r"
+        elif mapping.target.endswith("Id"):
+            relationship = mapping.target[:-2]
+        else:
+            relationship = mapping.target
+    return f"{relationship}.{mapping.lookup_field}"
+
+
+def describe_name(name: str, describe: ObjectDescribe) -> str:
+    """The field's API name as Salesforce spells it (names are case-insensitive)."""
+    found = describe.field(name)
+    return found.name if found is not None else name
+
+
+def mapped_columns(spec: SyncSpec, describe: ObjectDescribe) -> tuple[MappedColumn, ...]:
+    """The key column first, then each mapping, as they will appear in the CSV."""
+    key_name = describe_name(spec.key.target, describe)
+    cols = [
+        MappedColumn(
+            header=key_name,
+            source=spec.key.source,
+            field=key_name,
+            describe=describe.field(spec.key.target),
+            is_key=True,
+        )
+    ]
+    for m in spec.mappings:
+        cols.append(
+            MappedColumn(
+                header=lookup_header(m, describe),
+                source=m.source,
+                field=describe_name(m.target, describe),
+                describe=describe.field(m.target),
+                lookup_field=m.lookup_field,
+            )
+        )
+    return tuple(cols)
+
+
+def map_records(spec: SyncSpec, source: pl.DataFrame, describe: ObjectDescribe) -> MappedFrame:
+    """Map ``source`` per ``spec`` and validate it against ``describe``.
+
+    Raises ``SyncConfigError`` when a mapped source column is missing from the model.
+    """
+    columns = mapped_columns(spec, describe)
+    missing = sorted({c.source for c in columns} - set(source.columns))
+    if missing:
+        msg = (
+            f"sync {spec.name!r}: the model {spec.source_model!r} has no column(s) "
+            f"{', '.join(map(repr, missing))}; fix the mapping or add the column to the model"
+        )
+        raise SyncConfigError(msg)
+
+    schema = source.schema
+    work = source.select(
+        [pl.int_range(0, pl.len(), dtype=pl.Int64).alias("__row")]
+        + [
+            _as_text(pl.col(c.source), schema[c.source]).alias(f"__raw{i}")
+            for i, c in enumerate(columns)
+        ]
+    )
+    canon: list[pl.Expr] = []
+    errors: list[pl.Expr] = []
+    for i, c in enumerate(columns):
+        raw = pl.col(f"__raw{i}")
+        value, error = _canonical(raw, schema[c.source], c)
+        canon.append(value.alias(f"__val{i}"))
+        errors.append(error.alias(f"__err{i}"))
+    work = work.with_columns(canon).with_columns(errors)
+
+    key_field = columns[0].describe
+    key_val = pl.col("__val0")
+    match_key = key_val.str.to_lowercase() if _case_insensitive(key_field) else key_val
+    work = work.with_columns(
+        key_val.alias(KEY_COLUMN),
+        pl.when(key_val.is_null() | (key_val == ""))
+        .then(pl.lit("INVALID_NULL_KEY"))
+        .when(match_key.is_duplicated() & key_val.is_not_null())
+        .then(pl.lit("INVALID_DUPLICATE_KEY"))
+        .otherwise(pl.col("__err0"))
+        .alias("__err0"),
+    )
+
+    problems = [
+        work.filter(pl.col(f"__err{i}").is_not_null()).select(
+            pl.col("__row"),
+            pl.lit(i).alias("__prio"),
+            pl.col(KEY_COLUMN).alias("key"),
+            pl.col(f"__err{i}").alias("reason"),
+            pl.lit(c.source).alias("column"),
+            pl.lit(c.header).alias("field"),
+            pl.col(f"__raw{i}").alias("value"),
+        )
+        for i, c in enumerate(columns)
+    ]
+    invalid = (
+        pl.concat(problems)
+        .sort("__row", "__prio")
+        .unique(subset="__row", keep="first", maintain_order=True)
+    )
+    invalid = _with_messages(invalid, spec).drop("__row", "__prio")
+
+    bad_rows = invalid.height > 0
+    valid = work
+    if bad_rows:
+        any_error = pl.any_horizontal(
+            [pl.col(f"__err{i}").is_not_null() for i in range(len(columns))]
+        )
+        valid = work.filter(~any_error)
+    records = valid.select(
+        [pl.col(KEY_COLUMN)] + [pl.col(f"__val{i}").alias(c.header) for i, c in enumerate(columns)]
+    )
+    return MappedFrame(records=records, invalid=invalid, columns=columns)
+
+
+def split_missing_required(
+    spec: SyncSpec,
+    mapped: MappedFrame,
+    creating: pl.Series,
+    describe: ObjectDescribe,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Set aside records that will be created but leave a required-on-create field null.
+
+    ``creating`` holds the keys expected to be inserts (new to state). Returns the records
+    frame without them and their ``INVALID_REQUIRED_MISSING`` rows (schema ``INVALID_SCHEMA``).
+    Only null counts: Salesforce treats an empty cell on insert as "not set" as well, so ""
+    is flagged too.
+    """
+    required = [
+        c for c in mapped.columns if c.describe is not None and c.describe.required_on_create
+    ]
+    records = mapped.records
+    if not required or creating.len() == 0 or records.height == 0:
+        return records, pl.DataFrame(schema=INVALID_SCHEMA)
+    is_new = pl.col(KEY_COLUMN).is_in(creating.implode())
+    checks = [
+        work_col
+        for c in required
+        for work_col in [
+            pl.when(is_new & (pl.col(c.header).is_null() | (pl.col(c.header) == "")))
+            .then(pl.lit(c.header))
+            .otherwise(None)
+        ]
+    ]
+    flagged = records.with_columns(pl.coalesce(checks).alias("__missing"))
+    bad = flagged.filter(pl.col("__missing").is_not_null())
+    if bad.height == 0:
+        return records, pl.DataFrame(schema=INVALID_SCHEMA)
+    header_to_source = {c.header: c.source for c in mapped.columns}
+    invalid = bad.select(
+        pl.col(KEY_COLUMN).alias("key"),
+        pl.lit("INVALID_REQUIRED_MISSING").alias("reason"),
+        pl.col("__missing").replace_strict(header_to_source).alias("column"),
+        pl.col("__missing").alias("field"),
+        pl.lit(None, dtype=pl.String).alias("value"),
+    )
+    return (
+        flagged.filter(pl.col("__missing").is_null()).drop("__missing"),
+        _with_messages(invalid, spec),
+    )
+
+
+def validate_spec(
+    spec: SyncSpec,
+    describe: ObjectDescribe,
+    *,
+    parents: Mapping[str, ObjectDescribe] | None = None,
+) -> list[str]:
+    """Configuration problems of ``spec`` against the object's describe, as user-facing messages.
+
+    ``parents`` (object name -> describe) lets lookup mappings be checked against the
+    referenced object; without it only the lookup field's own side is checked. An empty list
+    means the sync can run.
+    """
+    where = f"sync {spec.name!r}" + (f" ({spec.source_file})" if spec.source_file else "")
+    obj = describe.name
+    problems: list[str] = []
+    creates = spec.behavior in ("update_or_create", "create_only", "add")
+    updates = spec.behavior in ("update_or_create", "update_only", "mirror")
+
+    if creates and not describe.createable:
+        problems.append(f"{where}: {obj} is not createable for this user; grant Create on {obj}.")
+    if updates and not describe.updateable:
+        problems.append(f"{where}: {obj} is not updateable for this user; grant Edit on {obj}.")
+
+    key = describe.field(spec.key.target)
+    if key is None:
+        problems.append(
+            f"{where}: key field {spec.key.target!r} does not exist on {obj}; "
+            "pick an existing field (refresh the describe if it was just created)."
+        )
+    elif spec.behavior in (
+        "update_or_create",
+        "create_only",
+        "add",
+        "lead_or_contact",
+        "lead_or_account",
+    ):
+        if key.name == "Id":
+            problems.append(
+                f"{where}: the Salesforce Id cannot be the key of a {spec.behavior} sync "
+                "(Salesforce assigns it on create); use an External ID field."
+            )
+        elif not key.external_id:
+            problems.append(
+                f"{where}: key field {obj}.{key.name} is not an External ID; mark it External ID "
+                "(and Unique) in Salesforce's Object Manager, or choose another key."
+            )
+        elif not key.unique:
+            # Not fatal: Salesforce upserts on it, but duplicates make the match unpredictable.
+            problems.append(
+                f"{where}: key field {obj}.{key.name} is an External ID but not Unique; "
+                "mark it Unique so a key cannot match several records (DUPLICATE_EXTERNAL_ID)."
+            )
+    if key is not None and creates and key.name != "Id" and not key.createable:
+        problems.append(f"{where}: key field {obj}.{key.name} is read-only; it must be writable.")
+
+    seen: dict[str, str] = {key.name.lower(): "the key"} if key is not None else {}
+    for m in spec.mappings:
+        f = describe.field(m.target)
+        if f is None:
+            problems.append(
+                f"{where}: mapping {m.source!r} -> {m.target!r}: {obj} has no field {m.target!r}; "
+                "check the API name (custom fields end in __c)."
+            )
+            continue
+        if f.name.lower() in seen:
+            problems.append(
+                f"{where}: mapping {m.source!r} -> {obj}.{f.name} writes a field already "
+                f"written by {seen[f.name.lower()]}; map each field once."
+            )
+        seen[f.name.lower()] = f"mapping {m.source!r}"
+        if f.calculated or not (f.createable or f.updateable):
+            problems.append(
+                f"{where}: mapping {m.source!r} -> {obj}.{f.name}: the field is read-only "
+                "(formula, system or no edit access); remove the mapping or grant edit access."
+            )
+        elif spec.behavior == "create_only" and not f.createable:
+            problems.append(
+                f"{where}: mapping {m.source!r} -> {obj}.{f.name}: the field cannot be set on "
+                "create; remove it from this Create Only sync."
+            )
+        elif spec.behavior == "update_only" and not f.updateable:
+            problems.append(
+                f"{where}: mapping {m.source!r} -> {obj}.{f.name}: the field cannot be updated; "
+                "remove it from this Update Only sync."
+            )
+        if m.lookup_field is not None:
+            problems.extend(_lookup_problems(where, obj, m, f, parents))
+
+    if creates:
+        mapped_fields = {c.lower() for c in seen}
+        for f in describe.fields:
+            if f.required_on_create and f.name.lower() not in mapped_fields:
+                problems.append(
+                    f"{where}: {obj}.{f.name} is required to create a record but is not mapped; "
+                    "map a column to it or every create will fail with REQUIRED_FIELD_MISSING."
+                )
+    return problems
+
+
+def _lookup_problems(
+    where: str,
+    obj: str,
+    m: FieldMapping,
+    f: FieldDescribe,
+    parents: Mapping[str, ObjectDescribe] | None,
+) -> list[str]:
+    if f.type != "reference" or not f.reference_to:
+        return [
+            f"{where}: mapping {m.source!r} -> {obj}.{f.name} has lookup_field "
+            f"{m.lookup_field!r} but {f.name} is not a lookup field; drop lookup_field."
+        ]
+    if parents is None:
+        return []
+    out: list[str] = []
+    for parent_name in f.reference_to:
+        parent = parents.get(parent_name)
+        if parent is None:
+            continue
+        pf = parent.field(m.lookup_field or "")
+        if pf is None:
+            out.append(
+                f"{where}: mapping {m.source!r} -> {obj}.{f.name}: {parent_name} has no field "
+                f"{m.lookup_field!r} to look up by; check the API name."
+            )
+        elif not (pf.external_id or pf.id_lookup):
+            out.append(
+                f"{where}: mapping {m.source!r} -> {obj}.{f.name}: {parent_name}.{pf.name} is "
+                "neither an External ID nor an indexed lookup field; mark it External ID "
+                "(and Unique) to look records up by it."
+            )
+    return out
+
+
+def _case_insensitive(field: FieldDescribe | None) -> bool:
+    # Salesforce matches an external id case-insensitively only when it is Unique and
+    # "treat ABC and abc as duplicates" is on (caseSensitive=false).
+    return field is not None and field.external_id and field.unique and not field.case_sensitive
+
+
+def _float_text(expr: pl.Expr) -> pl.Expr:
+    """Shortest round-trip text of a float, without a trailing ``.0`` (``1.0`` -> ``1``)."""
+    text = expr.cast(pl.String)
+    return (
+        pl.when(text.str.ends_with(".0"))
+        .then(text.str.slice(0, text.str.len_chars() - 2))
+        .otherwise(text)
+    )
+
+
+def _as_text(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """The source value as text, the way a person reading the model would write it."""
+    if dtype == pl.String:
+        return expr
+    if dtype == pl.Boolean:
+        return pl.when(expr).then(pl.lit("true")).when(~expr).then(pl.lit("false")).otherwise(None)
+    if dtype.is_float():
+        return _float_text(expr)
+    if dtype.is_integer():
+        return expr.cast(pl.String)
+    if isinstance(dtype, pl.Decimal):
+        text = expr.cast(pl.String)
+        # 1.50 -> 1.5 and 2.00 -> 2, as Salesforce would store them.
+        trimmed = text.str.replace(r"(\.\d*?)0+$", "$1").str.replace(r"\.$", "")
+        return pl.when(text.str.contains(r"\.")).then(trimmed).otherwise(text)
+    if dtype == pl.Date:
+        return expr.dt.strftime("%Y-%m-%d")
+    if isinstance(dtype, pl.Datetime):
+        utc = (
+            expr.dt.replace_time_zone("UTC")
+            if dtype.time_zone is None
+            else expr.dt.convert_time_zone("UTC")
+        )
+        return utc.dt.strftime(_DATETIME_OUT)
+    if isinstance(dtype, pl.List | pl.Array):
+        return expr.cast(pl.List(pl.String)).list.join(";")
+    return expr.cast(pl.String, strict=False)
+
+
+def _canonical(raw: pl.Expr, dtype: pl.DataType, col: MappedColumn) -> tuple[pl.Expr, pl.Expr]:
+    """(canonical text, reason code or null) of one mapped column, from its raw text."""
+    f = col.describe
+    no_error = pl.lit(None, dtype=pl.String)
+    blank = raw.is_null() | (raw == "")
+    if f is None or col.lookup_field is not None:
+        # Unknown fields are validate_spec's business; lookups carry the parent's key as text.
+        return raw, no_error
+    sf_type = f.type
+
+    if sf_type == "boolean":
+        if dtype == pl.Boolean:
+            return raw, no_error
+        low = raw.str.strip_chars().str.to_lowercase()
+        value = (
+            pl.when(raw == "")
+            .then(pl.lit(""))
+            .when(low.is_in(["true", "1", "yes", "y", "t"]))
+            .then(pl.lit("true"))
+            .when(low.is_in(["false", "0", "no", "n", "f"]))
+            .then(pl.lit("false"))
+            .otherwise(None)
+        )
+        return value, _type_error(blank, value)
+
+    if sf_type in INT_TYPES:
+        if dtype.is_integer():
+            return raw, no_error
+        number = raw.str.strip_chars().cast(pl.Float64, strict=False)
+        whole = number.is_finite() & (number == number.floor()) & (number.abs() < 2**63)
+        value = (
+            pl.when(raw == "")
+            .then(pl.lit(""))
+            .when(whole)
+            .then(number.cast(pl.Int64, strict=False).cast(pl.String))
+            .otherwise(None)
+        )
+        return value, _type_error(blank, value)
+
+    if sf_type in FLOAT_TYPES:
+        if dtype.is_float() or dtype.is_integer():
+            return raw, no_error
+        number = raw.str.strip_chars().cast(pl.Float64, strict=False)
+        value = (
+            pl.when(raw == "")
+            .then(pl.lit(""))
+            .when(number.is_finite())
+            .then(_float_text(number))
+            .otherwise(None)
+        )
+        return value, _type_error(blank, value)
+
+    if sf_type == "date":
+        if dtype == pl.Date:
+            return raw, no_error
+        parsed = pl.coalesce(
+            [
+                raw.str.strip_chars().str.to_date("%Y-%m-%d", strict=False),
+                _parse_datetime(raw.str.strip_chars()).dt.date(),
+            ]
+        )
+        value = pl.when(raw == "").then(pl.lit("")).otherwise(parsed.dt.strftime("%Y-%m-%d"))
+        return value, _type_error(blank, value)
+
+    if sf_type == "datetime":
+        if isinstance(dtype, pl.Datetime):
+            return raw, no_error
+        parsed = _parse_datetime(raw.str.strip_chars())
+        value = pl.when(raw == "").then(pl.lit("")).otherwise(parsed.dt.strftime(_DATETIME_OUT))
+        return value, _type_error(blank, value)
+
+    if sf_type == "multipicklist":
+        value = raw
+        error = no_error
+        if f.restricted_picklist:
+            bad = (
+                raw.str.split(";")
+                .list.eval(pl.element().is_in(list(f.picklist_values)).not_())
+                .list.any()
+            )
+            error = pl.when(~blank & bad).then(pl.lit("INVALID_PICKLIST_VALUE")).otherwise(None)
+        return value, _combine(error, _length_error(raw, f))
+
+    # Every other type (TEXT_TYPES and anything unknown) travels as text.
+    error = _length_error(raw, f)
+    if sf_type == "picklist" and f.restricted_picklist:
+        error = _combine(
+            pl.when(~blank & ~raw.is_in(list(f.picklist_values)))
+            .then(pl.lit("INVALID_PICKLIST_VALUE"))
+            .otherwise(None),
+            error,
+        )
+    elif sf_type == "email":
+        error = _combine(
+            pl.when(~blank & ~raw.str.contains(_EMAIL_RE))
+            .then(pl.lit("INVALID_EMAIL"))
+            .otherwise(None),
+            error,
+        )
+    elif sf_type in ("reference", "id"):
+        error = _combine(
+            pl.when(~blank & ~raw.str.contains(_ID_RE)).then(pl.lit("INVALID_ID")).otherwise(None),
+            error,
+        )
+    return raw, error
+
+
+def _parse_datetime(text: pl.Expr) -> pl.Expr:
+    attempts = []
+    for fmt, aware in _DATETIME_FORMATS:
+        parsed = text.str.to_datetime(
+            fmt, strict=False, time_unit="us", time_zone="UTC" if aware else None
+        )
+        attempts.append(parsed if aware else parsed.dt.replace_time_zone("UTC"))
+    return pl.coalesce(attempts)
+
+
+def _type_error(blank: pl.Expr, value: pl.Expr) -> pl.Expr:
+    return pl.when(~blank & value.is_null()).then(pl.lit("INVALID_TYPE")).otherwise(None)
+
+
+def _length_error(raw: pl.Expr, f: FieldDescribe) -> pl.Expr:
+    if f.length <= 0:
+        return pl.lit(None, dtype=pl.String)
+    return (
+        pl.when(raw.str.len_chars() > f.length)
+        .then(pl.lit("INVALID_STRING_TOO_LONG"))
+        .otherwise(None)
+    )
+
+
+def _combine(first: pl.Expr, second: pl.Expr) -> pl.Expr:
+    return pl.coalesce([first, second])
+
+
+def _with_messages(invalid: pl.DataFrame, spec: SyncSpec) -> pl.DataFrame:
+    """Add the user-facing message: sync, column, object.field, what is wrong, the value."""
+    shown = (
+        pl.when(pl.col("value").is_null())
+        .then(pl.lit("null"))
+        .when(pl.col("value").str.len_chars() > 80)
+        .then(pl.concat_str([pl.lit("'"), pl.col("value").str.slice(0, 80), pl.lit("…'")]))
+        .otherwise(pl.concat_str([pl.lit("'"), pl.col("value"), pl.lit("'")]))
+    )
+    message = pl.concat_str(
+        [
+            pl.lit(f"sync {spec.name!r}: column '"),
+            pl.col("column"),
+            pl.lit(f"' -> {spec.sobject}."),
+            pl.col("field"),
+            pl.lit(": "),
+            pl.col("reason").replace_strict(REASON_TEXT, default=pl.col("reason")),
+            pl.lit(" (value "),
+            shown,
+            pl.lit("); fix it in the model"),
+        ]
+    )
+    return invalid.with_columns(message.alias("message"))
