@@ -70,6 +70,7 @@ class Project:
     models: Mapping[str, ModelDef]
     sources: Mapping[str, SourceDef]
     syncs: tuple[SyncSpec, ...]
+    sync_after: Mapping[str, tuple[str, ...]]  # sync -> syncs that must run before it
 
     @property
     def warehouse_path(self) -> Path:
@@ -142,10 +143,26 @@ def load_project(project_dir: str | os.PathLike[str]) -> Project:
                 field=f"models.{name}",
             )
         )
-    syncs = _load_syncs(root, models, sources, problems)
+    after: dict[str, tuple[str, ...]] = {}
+    syncs = _load_syncs(root, models, sources, problems, after)
+    names = {s.name for s in syncs}
+    for spec in syncs:
+        for other in after.get(spec.name, ()):
+            if other not in names:
+                problems.append(
+                    ConfigProblem(
+                        spec.source_file,
+                        f"'after' names '{other}', which is not a sync of this project.",
+                        f"Use one of: {', '.join(sorted(names - {spec.name}))}.",
+                        sync=spec.name,
+                        field="after",
+                    )
+                )
     if problems:
         raise ConfigError(problems)
-    return Project(root=root, config=config, models=models, sources=sources, syncs=syncs)
+    return Project(
+        root=root, config=config, models=models, sources=sources, syncs=syncs, sync_after=after
+    )
 
 
 def _read_yaml(path: Path, problems: list[ConfigProblem]) -> Any:
@@ -257,6 +274,7 @@ def _load_syncs(
     models: Mapping[str, ModelDef],
     sources: Mapping[str, SourceDef],
     problems: list[ConfigProblem],
+    after: dict[str, tuple[str, ...]],
 ) -> tuple[SyncSpec, ...]:
     specs: list[SyncSpec] = []
     seen: dict[str, Path] = {}
@@ -295,6 +313,7 @@ def _load_syncs(
         seen[name] = path
         if spec is not None:
             specs.append(spec)
+            after[name] = tuple(cfg.after)
     return tuple(specs)
 
 

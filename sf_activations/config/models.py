@@ -274,6 +274,10 @@ class SyncConfig(_Strict):
     max_rejected_fraction: float = Field(0.05, ge=0.0, le=1.0)
     max_attempts: int = Field(0, ge=0)
     schedule: str | None = Field(None, description="Cron, e.g. '0 * * * *' (hourly).")
+    after: list[str] = Field(
+        default_factory=list,
+        description="Syncs that must run first (e.g. the Account sync before a Contact sync whose lookups need the accounts).",
+    )
 
     @field_validator("name")
     @classmethod

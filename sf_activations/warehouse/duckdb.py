@@ -106,6 +106,18 @@ class DuckDBWarehouse:
         with self._connect() as conn:
             return list(conn.query(f"SELECT * FROM {quote_identifier(table)} LIMIT 0").columns)
 
+    def replace_table(self, name: str, frame: pl.DataFrame) -> int:
+        """Create or replace table ``name`` with the rows of ``frame`` (through Arrow)."""
+        with self._connect() as conn:
+            conn.register("__sf_activations_frame", frame.to_arrow())
+            try:
+                conn.execute(
+                    f"CREATE OR REPLACE TABLE {quote_identifier(name)} AS SELECT * FROM __sf_activations_frame"
+                )
+            finally:
+                conn.unregister("__sf_activations_frame")
+        return frame.height
+
     def execute(self, sql: str, params: list[Any] | None = None) -> None:
         """Run one statement (used to load raw data, e.g. by the demo's generator)."""
         with self._connect() as conn:
