@@ -1,0 +1,372 @@
+"""The admin API: drive faults, org rules and metadata of a running emulator over HTTP.
+
+Routes live under ``/__admin`` (outside ``/services``): no session is needed and nothing is
+counted against API limits. Each route calls the same Python operation tests use
+(``Emulator``, ``Faults``, ``Limits``, ``Org``), documented in docs/emulator-admin.md.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import fields as dataclass_fields
+from typing import TYPE_CHECKING, Any, cast
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from sf_activations.emulator.errors import SalesforceError
+
+if TYPE_CHECKING:
+    from sf_activations.emulator.faults import RequestKind
+    from sf_activations.emulator.schema import FieldDef, ObjectDef
+    from sf_activations.emulator.server import Emulator
+
+PREFIX = "/__admin"
+_Handler = Callable[[Request], Awaitable[Response]]
+
+
+class AdminError(Exception):
+    """A bad admin request (HTTP 400 with ``{"error": message}``)."""
+
+
+def _emulator(request: Request) -> Emulator:
+    return cast("Emulator", request.app.state.emulator)
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        msg = f"the body is not JSON: {exc}"
+        raise AdminError(msg) from exc
+    if not isinstance(data, dict):
+        msg = "the body must be a JSON object"
+        raise AdminError(msg)
+    return data
+
+
+def _endpoint(fn: _Handler) -> _Handler:
+    async def wrapped(request: Request) -> Response:
+        try:
+            return await fn(request)
+        except AdminError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        except SalesforceError as exc:
+            return JSONResponse(
+                {"error": exc.code, "message": exc.message, "fields": exc.fields},
+                status_code=exc.status if exc.status >= 400 else 400,
+            )
+        except (TypeError, ValueError, KeyError) as exc:
+            return JSONResponse({"error": f"{type(exc).__name__}: {exc}"}, status_code=400)
+
+    wrapped.__name__ = fn.__name__
+    wrapped.__doc__ = fn.__doc__
+    return wrapped
+
+
+def _ok(extra: Mapping[str, Any] | None = None) -> Response:
+    return JSONResponse({"ok": True, **(extra or {})})
+
+
+def _opt_int(body: Mapping[str, Any], key: str, default: int | None) -> int | None:
+    value = body.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        msg = f"{key} must be an integer"
+        raise AdminError(msg)
+    return value
+
+
+# ---- emulator-level --------------------------------------------------------------------------
+
+
+async def state(request: Request) -> Response:
+    """``GET /__admin/state``: a summary of the emulator."""
+    return JSONResponse(_emulator(request).state())
+
+
+async def reset(request: Request) -> Response:
+    """``POST /__admin/reset``: a fresh org; faults, rules, log, limits and sessions cleared."""
+    emulator = _emulator(request)
+    await run_in_threadpool(emulator.reset)
+    return _ok({"org_id": emulator.org.org_id})
+
+
+async def faults(request: Request) -> Response:
+    """``GET``: armed faults; ``POST {"action": "fail"|"drop"|"delay", ...}``: arm one;
+    ``DELETE``: clear all."""
+    emulator = _emulator(request)
+    if request.method == "GET":
+        return JSONResponse({"faults": emulator.faults.pending()})
+    if request.method == "DELETE":
+        emulator.faults.clear()
+        return _ok()
+    body = await _body(request)
+    action = body.get("action")
+    path = body.get("path")
+    method = body.get("method")
+    if action == "fail":
+        n = _opt_int(body, "n", 1) or 1
+        status = _opt_int(body, "status", 503) or 503
+        emulator.faults.fail_next(n, status, path=path, method=method)
+    elif action == "drop":
+        emulator.faults.drop_next(_opt_int(body, "n", 1) or 1, path=path, method=method)
+    elif action == "delay":
+        seconds = body.get("seconds")
+        if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
+            msg = "delay needs seconds >= 0"
+            raise AdminError(msg)
+        emulator.faults.delay(float(seconds), _opt_int(body, "n", None), path=path, method=method)
+    else:
+        msg = f"action must be fail, drop or delay, not {action!r}"
+        raise AdminError(msg)
+    return _ok({"faults": emulator.faults.pending()})
+
+
+async def expire_sessions(request: Request) -> Response:
+    """``POST /__admin/sessions/expire`` ``{"token": optional}``: end sessions."""
+    body = await _body(request)
+    token = body.get("token")
+    ended = _emulator(request).expire_sessions(str(token) if token else None)
+    return _ok({"expired": ended})
+
+
+async def connected_app(request: Request) -> Response:
+    """``PUT /__admin/connected-app`` ``{"blocked": bool}``: block or unblock OAuth logins."""
+    body = await _body(request)
+    blocked = body.get("blocked")
+    if not isinstance(blocked, bool):
+        msg = "blocked must be true or false"
+        raise AdminError(msg)
+    _emulator(request).block_app(blocked)
+    return _ok({"blocked": blocked})
+
+
+async def limits(request: Request) -> Response:
+    """``GET``: the /limits snapshot; ``PUT {"api_remaining": n}`` or ``{"reset": true}``."""
+    emulator = _emulator(request)
+    if request.method == "PUT":
+        body = await _body(request)
+        if body.get("reset"):
+            emulator.limits.reset()
+        remaining = _opt_int(body, "api_remaining", None)
+        if remaining is not None:
+            emulator.limits.set_api_remaining(remaining)
+    return JSONResponse(emulator.limits.snapshot())
+
+
+async def requests_log(request: Request) -> Response:
+    """``GET /__admin/requests?kind=&method=&path_contains=``; ``DELETE`` clears the log."""
+    emulator = _emulator(request)
+    if request.method == "DELETE":
+        emulator.request_log.clear()
+        return _ok()
+    params = request.query_params
+    kind = cast("RequestKind | None", params.get("kind"))
+    entries = emulator.request_log.entries(
+        kind=kind, method=params.get("method"), path_contains=params.get("path_contains")
+    )
+    return JSONResponse({"count": len(entries), "requests": [e.to_json() for e in entries]})
+
+
+# ---- org rules -------------------------------------------------------------------------------
+
+
+async def lock_rules(request: Request) -> Response:
+    """``POST /__admin/lock-rules`` ``{sobject?, share?, parent_id?, count?}``."""
+    body = await _body(request)
+    org = _emulator(request).org
+    share = body.get("share", 1.0)
+    if not isinstance(share, int | float) or isinstance(share, bool) or not 0 <= share <= 1:
+        msg = "share must be a number between 0 and 1"
+        raise AdminError(msg)
+    await run_in_threadpool(
+        lambda: org.add_lock_rule(
+            sobject=body.get("sobject"),
+            share=float(share),
+            parent_id=body.get("parent_id"),
+            count=_opt_int(body, "count", None),
+        )
+    )
+    return _ok()
+
+
+async def triggers(request: Request) -> Response:
+    """``POST /__admin/triggers`` ``{sobject, field?, equals?, message?, apex_ms_per_record?}``."""
+    body = await _body(request)
+    org = _emulator(request).org
+    sobject = body.get("sobject")
+    if not isinstance(sobject, str) or not sobject:
+        msg = "sobject is required"
+        raise AdminError(msg)
+    kwargs: dict[str, Any] = {
+        "field": body.get("field"),
+        "equals": body.get("equals"),
+        "apex_ms_per_record": float(body.get("apex_ms_per_record", 0.0)),
+    }
+    if "message" in body:
+        kwargs["message"] = str(body["message"])
+    await run_in_threadpool(lambda: org.add_trigger(sobject, **kwargs))
+    return _ok()
+
+
+async def clear_rules(request: Request) -> Response:
+    """``DELETE /__admin/rules``: remove every lock rule and trigger."""
+    org = _emulator(request).org
+    await run_in_threadpool(org.clear_rules)
+    return _ok()
+
+
+async def org_settings(request: Request) -> Response:
+    """``PUT /__admin/org-settings`` ``{duplicate_rules_enabled?, allow_update_converted_leads?}``."""
+    body = await _body(request)
+    org = _emulator(request).org
+    for key in ("duplicate_rules_enabled", "allow_update_converted_leads"):
+        if key in body:
+            if not isinstance(body[key], bool):
+                msg = f"{key} must be true or false"
+                raise AdminError(msg)
+            with org.lock:
+                setattr(org, key, body[key])
+    return _ok(
+        {
+            "duplicate_rules_enabled": org.duplicate_rules_enabled,
+            "allow_update_converted_leads": org.allow_update_converted_leads,
+        }
+    )
+
+
+async def convert_lead(request: Request) -> Response:
+    """``POST /__admin/leads/{lead_id}/convert`` ``{account_id?, contact_id?,
+    create_opportunity?, converted_status?}``: the LeadConvert result."""
+    body = await _body(request)
+    org = _emulator(request).org
+    lead_id = request.path_params["lead_id"]
+    result = await run_in_threadpool(
+        lambda: org.convert_lead(
+            lead_id,
+            account_id=body.get("account_id"),
+            contact_id=body.get("contact_id"),
+            create_opportunity=bool(body.get("create_opportunity", False)),
+            converted_status=body.get("converted_status"),
+        )
+    )
+    return JSONResponse(result)
+
+
+async def permissions(request: Request) -> Response:
+    """``GET``: the API user's permissions; ``PUT {api_enabled?, view_all_data?,
+    objects?: {Obj: {create, read, edit, delete}}, fields?: {"Obj.Field": "edit"|"read"|"none"}}``."""
+    org = _emulator(request).org
+    perms = org.permissions
+    if request.method == "PUT":
+        body = await _body(request)
+        with org.lock:
+            for key in ("api_enabled", "view_all_data"):
+                if key in body:
+                    if not isinstance(body[key], bool):
+                        msg = f"{key} must be true or false"
+                        raise AdminError(msg)
+                    setattr(perms, key, body[key])
+            for sobject, access in (body.get("objects") or {}).items():
+                if not isinstance(access, dict):
+                    msg = f"objects.{sobject} must be an object of booleans"
+                    raise AdminError(msg)
+                perms.set_object(sobject, **{k: bool(v) for k, v in access.items()})
+            for key, access in (body.get("fields") or {}).items():
+                sobject, dot, field_name = str(key).partition(".")
+                if not dot or access not in ("edit", "read", "none"):
+                    msg = f'fields entries look like {{"Account.Name": "read"}}, got {key!r}'
+                    raise AdminError(msg)
+                perms.set_field(sobject, field_name, access)
+    return JSONResponse(
+        {
+            "api_enabled": perms.api_enabled,
+            "view_all_data": perms.view_all_data,
+            "objects": {k: vars(v) for k, v in perms.objects.items()},
+            "fields": dict(perms.fields),
+        }
+    )
+
+
+# ---- metadata --------------------------------------------------------------------------------
+
+_TUPLE_FIELDS = ("picklist_values", "reference_to")
+
+
+def field_def_from_json(data: Mapping[str, Any]) -> FieldDef:
+    """A ``FieldDef`` from its JSON form (the dataclass's field names; lists for tuples)."""
+    from sf_activations.emulator.schema import FieldDef
+
+    known = {f.name for f in dataclass_fields(FieldDef)}
+    unknown = set(data) - known
+    if unknown:
+        msg = f"unknown field attributes: {', '.join(sorted(unknown))}"
+        raise AdminError(msg)
+    values = dict(data)
+    for key in _TUPLE_FIELDS:
+        if key in values:
+            values[key] = tuple(values[key])
+    return FieldDef(**values)
+
+
+def object_def_from_json(data: Mapping[str, Any]) -> ObjectDef:
+    """An ``ObjectDef`` from its JSON form (``fields`` is a list of field JSON objects)."""
+    from sf_activations.emulator.schema import ObjectDef
+
+    known = {f.name for f in dataclass_fields(ObjectDef)}
+    unknown = set(data) - known
+    if unknown:
+        msg = f"unknown object attributes: {', '.join(sorted(unknown))}"
+        raise AdminError(msg)
+    values = dict(data)
+    values["fields"] = tuple(field_def_from_json(f) for f in values.get("fields", ()))
+    return ObjectDef(**values)
+
+
+async def objects(request: Request) -> Response:
+    """``POST /__admin/objects``: add (or replace) an object definition."""
+    obj = object_def_from_json(await _body(request))
+    _emulator(request).org.schema.add_object(obj)
+    return _ok({"name": obj.name})
+
+
+async def object_fields(request: Request) -> Response:
+    """``POST /__admin/objects/{sobject}/fields``: add (or replace) one field."""
+    field = field_def_from_json(await _body(request))
+    sobject = request.path_params["sobject"]
+    schema = _emulator(request).org.schema
+    if schema.get(sobject) is None:
+        msg = f"no object {sobject!r} in the org"
+        raise AdminError(msg)
+    schema.add_field(sobject, field)
+    return _ok({"object": sobject, "name": field.name})
+
+
+def routes() -> list[BaseRoute]:
+    """The admin routes, mounted by ``server.build_app``."""
+    table: list[tuple[str, _Handler, list[str]]] = [
+        ("/state", state, ["GET"]),
+        ("/reset", reset, ["POST"]),
+        ("/faults", faults, ["GET", "POST", "DELETE"]),
+        ("/sessions/expire", expire_sessions, ["POST"]),
+        ("/connected-app", connected_app, ["PUT"]),
+        ("/limits", limits, ["GET", "PUT"]),
+        ("/requests", requests_log, ["GET", "DELETE"]),
+        ("/lock-rules", lock_rules, ["POST"]),
+        ("/triggers", triggers, ["POST"]),
+        ("/rules", clear_rules, ["DELETE"]),
+        ("/org-settings", org_settings, ["PUT"]),
+        ("/leads/{lead_id}/convert", convert_lead, ["POST"]),
+        ("/permissions", permissions, ["GET", "PUT"]),
+        ("/objects", objects, ["POST"]),
+        ("/objects/{sobject}/fields", object_fields, ["POST"]),
+    ]
+    return [Route(PREFIX + path, _endpoint(fn), methods=methods) for path, fn, methods in table]
