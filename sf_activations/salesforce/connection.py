@@ -290,7 +290,8 @@ _ADVICE: dict[str, str] = {
 def _auth_error(code: str, detail: str, creds: SalesforceCredentials) -> SalesforceAuthError:
     advice = _ADVICE.get(code) or _ADVICE.get(code.lower(), "")
     host = urlsplit(creds.login_url).netloc
-    text = f"Salesforce login ({creds.auth} flow at {host}) failed: {detail or code}"
+    detail = (detail or code).strip().rstrip(".")
+    text = f"Salesforce login ({creds.auth} flow at {host}) failed: {detail}"
     if advice:
         text += f". What to do: {advice}."
     return SalesforceAuthError(code, redact(text, creds.secrets()))
