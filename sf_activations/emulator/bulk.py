@@ -13,7 +13,6 @@ import binascii
 import contextlib
 import csv
 import io
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -38,6 +37,7 @@ from sf_activations.emulator.http import (
     version_of,
 )
 from sf_activations.emulator.ids import IdAllocator, is_well_formed, to_18
+from sf_activations.emulator.soql import CountItem, execute_soql, parse_soql
 
 if TYPE_CHECKING:
     from sf_activations.emulator.org import Org
@@ -671,24 +671,20 @@ def _decode_locator(locator: str) -> int:
         raise SalesforceError("INVALID_LOCATOR", f"Invalid locator: {locator}") from err
 
 
-_SELECT_RE = re.compile(r"^\s*select\s+(.*?)\s+from\s+([A-Za-z0-9_]+)", re.IGNORECASE | re.DOTALL)
-
-
 def _from_object(org: Org, soql: str) -> str:
-    match = _SELECT_RE.match(soql)
-    if match is None:
-        return ""
+    name = parse_soql(soql).sobject
     try:
-        return org.object_def(match.group(2)).name
+        return org.object_def(name).name
     except SalesforceError:
-        return match.group(2)
+        return name
 
 
 def _select_list(soql: str) -> list[str]:
-    match = _SELECT_RE.match(soql)
-    if match is None:
-        return []
-    return [item.strip() for item in match.group(1).split(",") if item.strip()]
+    items = parse_soql(soql).select
+    if any(isinstance(item, CountItem) for item in items):
+        # UNVERIFIED wording: Bulk API 2.0 rejects aggregate queries.
+        raise _invalid_job("InvalidJob : Aggregate queries are not supported by the Bulk API")
+    return [item.text for item in items if not isinstance(item, CountItem)]
 
 
 def _flatten(record: dict[str, Any], prefix: str, out: dict[str, Any]) -> None:
@@ -711,8 +707,7 @@ def _cell(value: Any) -> str | None:
 
 def _query_rows(org: Org, soql: str, *, include_deleted: bool, version: str) -> pl.DataFrame:
     """Run the SOQL and lay its records out as CSV columns in SELECT order."""
-    from sf_activations.emulator.soql import execute_soql
-
+    select = _select_list(soql)
     result = execute_soql(org, soql, include_deleted=include_deleted, api_version=version)
     flat: list[dict[str, Any]] = []
     for record in result.records:
@@ -726,7 +721,7 @@ def _query_rows(org: Org, soql: str, *, include_deleted: bool, version: str) -> 
             seen_keys.setdefault(key.lower(), key)
     sobject = _from_object(org, soql)
     columns: list[str] = []
-    for item in _select_list(soql):
+    for item in select:
         name = seen_keys.get(item.lower())
         if name is None and "." not in item:
             with contextlib.suppress(SalesforceError):

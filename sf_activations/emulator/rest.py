@@ -34,6 +34,7 @@ from sf_activations.emulator.http import (
     version_of,
 )
 from sf_activations.emulator.ids import IdAllocator, is_well_formed, to_18
+from sf_activations.emulator.soql import execute_soql
 
 if TYPE_CHECKING:
     from sf_activations.emulator.org import Org
@@ -399,8 +400,6 @@ def _run_query(include_deleted: bool) -> Callable[[Request], Any]:
         if soql is None or not soql.strip():
             # UNVERIFIED wording; the code is what clients branch on.
             raise SalesforceError("MALFORMED_QUERY", "A query string has to be specified")
-        from sf_activations.emulator.soql import execute_soql
-
         org = _org(request)
         result = await in_thread(
             execute_soql, org, soql, include_deleted=include_deleted, api_version=version
