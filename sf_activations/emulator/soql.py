@@ -228,7 +228,8 @@ _DATETIME = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,3}))?(Z|[+-]\d{2}:?\d{2})"
 )
 _DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?![\dT])")
-_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?![A-Za-z_])")
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)\w*")
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
 _OPERATORS = ("!=", "<>", "<=", ">=", "=", "<", ">")
 _PUNCT = "(),:*"
 # Escapes valid anywhere in a SOQL string literal; \% and \_ are handled apart (LIKE wildcards).
@@ -314,8 +315,12 @@ def _tokenize(text: str) -> list[_Token]:
             m_n = _NUMBER.match(text, i)
             if m_n:
                 raw = m_n.group(0)
-                number: float | int = float(raw) if ("." in raw) else int(raw)
-                tokens.append(_Token("number", raw, i, number))
+                if _PLAIN_NUMBER.fullmatch(raw):
+                    number: float | int = float(raw) if ("." in raw) else int(raw)
+                    tokens.append(_Token("number", raw, i, number))
+                else:
+                    # Such as 1e2: no SOQL literal, and the parser reports it as a whole.
+                    tokens.append(_Token("junk", raw, i))
                 i = m_n.end()
                 continue
         if ch.isalpha() or ch == "_":
