@@ -1,0 +1,144 @@
+"""A ``SyncReport`` as Dagster metadata, under stable keys so the UI plots them over runs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import dagster as dg
+
+if TYPE_CHECKING:
+    from sf_activations.sync.report import SyncReport
+    from sf_activations.sync.spec import SyncSpec
+
+# Counts, in the order the UI shows them. Every run emits every key (zeros included), so the
+# plots have no gaps.
+COUNT_KEYS: tuple[tuple[str, str], ...] = (
+    ("sf/records_read", "records_read"),
+    ("sf/invalid", "invalid"),
+    ("sf/unchanged", "unchanged"),
+    ("sf/created", "created"),
+    ("sf/updated", "updated"),
+    ("sf/deleted", "deleted"),
+    ("sf/rejected", "rejected"),
+    ("sf/skipped", "skipped"),
+    ("sf/pending_retries", "pending_retries"),
+)
+PHASES: tuple[str, ...] = ("read", "map", "diff", "plan", "execute", "commit")
+CHECK_NAME = "rejected_records_within_threshold"
+
+_ERROR_SCHEMA = dg.TableSchema(
+    columns=[
+        dg.TableColumn("code", "string"),
+        dg.TableColumn("count", "int"),
+        dg.TableColumn("cause", "string"),
+        dg.TableColumn("fix", "string"),
+    ]
+)
+_REJECTED_SCHEMA = dg.TableSchema(
+    columns=[
+        dg.TableColumn("key", "string"),
+        dg.TableColumn("code", "string"),
+        dg.TableColumn("message", "string"),
+    ]
+)
+_INVALID_SCHEMA = dg.TableSchema(
+    columns=[
+        dg.TableColumn("key", "string"),
+        dg.TableColumn("reason", "string"),
+        dg.TableColumn("column", "string"),
+        dg.TableColumn("value", "string"),
+    ]
+)
+
+
+def _text(value: Any, limit: int = 300) -> str:
+    # Table cells must be plain scalars (no Decimal, no None); long values are cut for the UI.
+    text = "" if value is None else str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def error_table(
+    error_counts: Mapping[str, int], guide: Mapping[str, tuple[str, str]]
+) -> dg.TableMetadataValue:
+    """Error codes with counts (most frequent first), each with our one-line cause and fix."""
+    records = []
+    for code, count in sorted(error_counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        cause, fix = guide.get(code, ("", ""))
+        records.append(
+            dg.TableRecord({"code": code, "count": int(count), "cause": cause, "fix": fix})
+        )
+    return dg.MetadataValue.table(records=records, schema=_ERROR_SCHEMA)
+
+
+def _sample_table(
+    rows: Sequence[Mapping[str, Any]], schema: dg.TableSchema
+) -> dg.TableMetadataValue:
+    names = [c.name for c in schema.columns]
+    records = [dg.TableRecord({n: _text(row.get(n)) for n in names}) for row in rows]
+    return dg.MetadataValue.table(records=records, schema=schema)
+
+
+def report_metadata(
+    report: SyncReport, guide: Mapping[str, tuple[str, str]] | None = None
+) -> dict[str, dg.MetadataValue]:
+    """Every fact of one partition's run, as metadata (values taken from the real result)."""
+    if guide is None:
+        from sf_activations.sync.report import ERROR_GUIDE
+
+        guide = ERROR_GUIDE
+    md: dict[str, dg.MetadataValue] = {
+        "sf/object": dg.MetadataValue.text(report.sobject),
+        "sf/partition": dg.MetadataValue.text(report.partition),
+    }
+    for key, attr in COUNT_KEYS:
+        md[key] = dg.MetadataValue.int(int(getattr(report, attr)))
+    md["sf/rejected_fraction"] = dg.MetadataValue.float(float(report.rejected_fraction))
+    md["sf/error_codes"] = error_table(report.error_counts, guide)
+    md["sf/rejected_sample"] = _sample_table(report.rejected_sample, _REJECTED_SCHEMA)
+    md["sf/invalid_sample"] = _sample_table(report.invalid_sample, _INVALID_SCHEMA)
+    calls = {str(k): int(v) for k, v in report.api_calls.items()}
+    md["sf/api_calls"] = dg.MetadataValue.json(calls)
+    md["sf/api_calls_total"] = dg.MetadataValue.int(sum(calls.values()))
+    md["sf/bulk_job_ids"] = dg.MetadataValue.json(list(report.bulk_job_ids))
+    for phase in PHASES:
+        md[f"sf/seconds_{phase}"] = dg.MetadataValue.float(
+            round(float(report.phase_seconds.get(phase, 0.0)), 4)
+        )
+    md["sf/seconds_total"] = dg.MetadataValue.float(
+        round(float(sum(report.phase_seconds.values())), 4)
+    )
+    md["sf/salesforce_processing_ms"] = dg.MetadataValue.int(int(report.sf_processing_ms))
+    md["sf/apex_ms"] = dg.MetadataValue.int(int(report.apex_ms))
+    return md
+
+
+def rejected_check(report: SyncReport, spec: SyncSpec) -> dg.AssetCheckResult:
+    """Fails when the share of rejected records exceeds the sync's threshold."""
+    fraction = float(report.rejected_fraction)
+    passed = fraction <= spec.max_rejected_fraction
+    top = sorted(report.error_counts.items(), key=lambda kv: -kv[1])[:3]
+    return dg.AssetCheckResult(
+        check_name=CHECK_NAME,
+        passed=passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=(
+            f"{report.rejected} of {report.records_read} records rejected "
+            f"({fraction:.1%}; threshold {spec.max_rejected_fraction:.1%})"
+        ),
+        metadata={
+            "sf/rejected": dg.MetadataValue.int(int(report.rejected)),
+            "sf/rejected_fraction": dg.MetadataValue.float(fraction),
+            "sf/max_rejected_fraction": dg.MetadataValue.float(float(spec.max_rejected_fraction)),
+            "sf/top_errors": dg.MetadataValue.json({k: int(v) for k, v in top}),
+        },
+    )
+
+
+def summary_markdown(report: SyncReport) -> str:
+    """A short human summary for the materialization's description."""
+    return (
+        f"**{report.sobject}** partition `{report.partition}`: read {report.records_read}, "
+        f"created {report.created}, updated {report.updated}, unchanged {report.unchanged}, "
+        f"invalid {report.invalid}, rejected {report.rejected}, pending {report.pending_retries}"
+    )

@@ -1,0 +1,197 @@
+"""What one asset run does, as plain functions the thin asset bodies call.
+
+No sync logic lives here: the engine (``sf_activations.sync.run``) does the work; these functions
+read the right rows, call it, and translate its result and its errors into Dagster terms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import dagster as dg
+import polars as pl
+
+from sf_activations.config.loader import ModelDef, Project
+from sf_activations.defs.metadata import rejected_check, report_metadata, summary_markdown
+from sf_activations.sync.model import SalesforceRequestError, SalesforceUnavailable
+from sf_activations.sync.spec import SyncSpec
+from sf_activations.warehouse.base import RowFilter, Warehouse
+
+if TYPE_CHECKING:
+    from sf_activations.defs.resources import SalesforceResource, StateStoreResource
+
+ALL_PARTITIONS = "__all__"
+
+
+def _time_filter(column: str, context: dg.AssetExecutionContext) -> RowFilter:
+    window = context.partition_time_window
+    start: datetime = window.start
+    end: datetime = window.end
+    return RowFilter(column=column, start=start, end=end)
+
+
+def materialize_model_step(
+    context: dg.AssetExecutionContext, model: ModelDef, warehouse: Warehouse
+) -> dg.MaterializeResult:
+    """Build one model (or one time partition of it) and describe the table it produced."""
+    where = None
+    if model.time_partitions is not None and context.has_partition_key:
+        where = _time_filter(model.time_partitions.column, context)
+    stats = warehouse.materialize_model(model.name, model.sql, where=where)
+    schema = dg.TableSchema(columns=[dg.TableColumn(name, dtype) for name, dtype in stats.columns])
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": dg.MetadataValue.int(stats.rows),
+            "dagster/column_schema": dg.MetadataValue.table_schema(schema),
+            "dagster/table_name": dg.MetadataValue.text(stats.table),
+            "sql": dg.MetadataValue.md(f"```sql\n{model.sql.strip()}\n```"),
+        }
+    )
+
+
+def read_sync_source(
+    context: dg.AssetExecutionContext, spec: SyncSpec, project: Project, warehouse: Warehouse
+) -> tuple[str, pl.DataFrame]:
+    """The partition key (engine's name) and the model rows that belong to it."""
+    from sf_activations.sync.partitions import filter_bucket
+
+    table = project.table_of(spec.source_model)
+    if spec.partitions.kind == "time":
+        tp = project.time_partitions_of(spec.source_model)
+        if tp is None:  # the loader rejects this; kept so a bad state fails loudly
+            msg = f"sync '{spec.name}' is time-partitioned but model '{spec.source_model}' is not"
+            raise dg.Failure(description=msg)
+        return context.partition_key, warehouse.read(table, where=_time_filter(tp.column, context))
+    frame = warehouse.read(table)
+    _check_columns(spec, frame)
+    if spec.partitions.kind == "hash":
+        key = context.partition_key
+        return key, filter_bucket(frame, spec.key.source, key, spec.partitions.buckets)
+    return ALL_PARTITIONS, frame
+
+
+def _check_columns(spec: SyncSpec, frame: pl.DataFrame) -> None:
+    wanted = [("key.source", spec.key.source)] + [
+        (f"mappings[{i}].source", m.source) for i, m in enumerate(spec.mappings)
+    ]
+    missing = [(field, col) for field, col in wanted if col not in frame.columns]
+    if missing:
+        lines = [
+            f"{spec.source_file}, sync '{spec.name}', field '{field}': column '{col}' is not in "
+            f"model '{spec.source_model}'."
+            for field, col in missing
+        ]
+        raise dg.Failure(
+            description="\n".join(lines)
+            + f"\nFix: use one of the model's columns: {', '.join(frame.columns)}.",
+            metadata={
+                "sf/sync": spec.name,
+                "sf/missing_columns": dg.MetadataValue.json([c for _, c in missing]),
+            },
+        )
+
+
+def _failure(
+    spec: SyncSpec,
+    partition: str,
+    what: str,
+    *,
+    code: str,
+    fix: str,
+    extra: Mapping[str, Any] | None = None,
+) -> dg.Failure:
+    return dg.Failure(
+        description=(
+            f"sync '{spec.name}' ({spec.source_file}), partition '{partition}', object "
+            f"'{spec.sobject}': {what}\nWhat to do: {fix}"
+        ),
+        metadata={
+            "sf/sync": spec.name,
+            "sf/partition": partition,
+            "sf/object": spec.sobject,
+            "sf/error_code": code,
+            "sf/fix": fix,
+            **(extra or {}),
+        },
+        allow_retries=code in ("UNAVAILABLE",),
+    )
+
+
+def run_sync_step(
+    context: dg.AssetExecutionContext,
+    spec: SyncSpec,
+    project: Project,
+    *,
+    warehouse: Warehouse,
+    salesforce: SalesforceResource,
+    state: StateStoreResource,
+) -> dg.MaterializeResult:
+    """Run one partition of a sync through the engine and report it as metadata + check."""
+    from sf_activations.salesforce.errors import SalesforceAuthError
+    from sf_activations.sync.mapping import validate_spec
+    from sf_activations.sync.report import ERROR_GUIDE
+    from sf_activations.sync.run import run_sync_partition
+
+    partition, source = read_sync_source(context, spec, project, warehouse)
+    context.log.info(f"sync {spec.name}: {source.height} rows in partition {partition}")
+    try:
+        with salesforce.client() as client, state.store() as store:
+            try:
+                describe = client.describe(spec.sobject)
+            except SalesforceRequestError as exc:
+                raise _failure(
+                    spec,
+                    partition,
+                    f"Salesforce does not know object '{spec.sobject}' ({exc.code}: {exc.message}).",
+                    code=exc.code,
+                    fix="Check `object:` in the sync file (API name, e.g. Account or Invoice__c) "
+                    "and that the API user can see the object.",
+                ) from exc
+            problems = validate_spec(spec, describe)
+            if problems:
+                raise dg.Failure(
+                    description=f"sync '{spec.name}' ({spec.source_file}) does not fit "
+                    f"{spec.sobject}'s describe:\n- " + "\n- ".join(problems),
+                    metadata={
+                        "sf/sync": spec.name,
+                        "sf/object": spec.sobject,
+                        "sf/config_problems": dg.MetadataValue.json(list(problems)),
+                    },
+                )
+            report = run_sync_partition(
+                spec, source, client, store, partition=partition, progress=context.log.info
+            )
+    except SalesforceAuthError as exc:
+        code = str(getattr(exc, "code", "AUTH"))
+        raise _failure(
+            spec,
+            partition,
+            f"login refused: {exc}",
+            code=code,
+            fix=ERROR_GUIDE.get(code, ("", "Check the credentials' environment variables."))[1]
+            or "Check the credentials' environment variables.",
+        ) from exc
+    except SalesforceUnavailable as exc:
+        raise _failure(
+            spec,
+            partition,
+            f"Salesforce stayed unavailable after retries: {exc}",
+            code="UNAVAILABLE",
+            fix="Nothing is lost: records not confirmed stay pending. Re-run the partition later.",
+        ) from exc
+    except SalesforceRequestError as exc:
+        cause_fix = ERROR_GUIDE.get(exc.code)
+        raise _failure(
+            spec,
+            partition,
+            f"Salesforce refused the request ({exc.code}: {exc.message}).",
+            code=exc.code,
+            fix=cause_fix[1] if cause_fix else "Fix the sync configuration and re-run.",
+        ) from exc
+    context.log.info(summary_markdown(report))
+    return dg.MaterializeResult(
+        metadata=report_metadata(report, ERROR_GUIDE),
+        check_results=[rejected_check(report, spec)],
+    )
