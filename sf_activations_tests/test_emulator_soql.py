@@ -504,6 +504,40 @@ def test_multipicklist_includes_excludes_and_equals(org: StandInOrg) -> None:
     assert last_names("Interests__c = 'chess;golf'") == ["O'Brien"]
 
 
+def test_semi_join_and_anti_join(org: StandInOrg) -> None:
+    records = q(
+        org,
+        "SELECT Name FROM Account WHERE Id IN (SELECT AccountId FROM Contact WHERE Email LIKE '%acme%')",
+    )
+    assert names(records) == ["Acme"]
+    records = q(
+        org,
+        "SELECT Name FROM Account WHERE Id NOT IN (SELECT AccountId FROM Contact) ORDER BY Name",
+    )
+    assert names(records) == ["100% Gamma_Co", "beta corp"]
+    records = q(org, "SELECT LastName FROM Contact WHERE AccountId IN (SELECT Id FROM Account)")
+    assert names(records, "LastName") == ["O'Brien"]
+
+
+def test_semi_join_errors(org: StandInOrg) -> None:
+    err = error(org, "SELECT Id FROM Account WHERE Name IN (SELECT LastName FROM Contact)")
+    assert err.code == "MALFORMED_QUERY"
+    assert "ERROR at Row:1:Column:30\nInvalid field for semi join: Name." in err.message
+    err = error(
+        org,
+        "SELECT Id FROM Account WHERE Id IN (SELECT AccountId FROM Contact "
+        "WHERE AccountId IN (SELECT Id FROM Account))",
+    )
+    assert err.message.endswith(
+        "ERROR at Row:1:Column:87\nNesting of semi join sub-selects is not supported"
+    )
+    err = error(org, "SELECT Id FROM Account WHERE Id IN (SELECT Nope FROM Contact)")
+    assert (err.code, "No such column 'Nope' on entity 'Contact'" in err.message) == (
+        "INVALID_FIELD",
+        True,
+    )
+
+
 def test_deleted_rows_only_with_include_deleted(org: StandInOrg) -> None:
     assert q(org, "SELECT Name FROM Account WHERE External_Id__c = 'DEL-4'") == []
     records = q(
@@ -538,6 +572,13 @@ def test_limit_and_offset(org: StandInOrg) -> None:
     assert names(q(org, "SELECT Name FROM Account ORDER BY Name LIMIT 1 OFFSET 1")) == ["Acme"]
     assert names(q(org, "SELECT Name FROM Account ORDER BY Name OFFSET 2")) == ["beta corp"]
     assert q(org, "SELECT Name FROM Account LIMIT 0") == []
+
+
+def test_with_security_enforced_is_accepted(org: StandInOrg) -> None:
+    records = q(org, "SELECT Name FROM Account WHERE Name = 'Acme' WITH SECURITY_ENFORCED LIMIT 1")
+    assert names(records) == ["Acme"]
+    err = error(org, "SELECT Name FROM Account WITH DATA CATEGORY Geography__c AT usa__c")
+    assert err.message.endswith("unexpected token: 'DATA'")
 
 
 def test_for_view_is_accepted_and_for_update_rejected(org: StandInOrg) -> None:

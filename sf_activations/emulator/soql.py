@@ -117,11 +117,15 @@ class Value:
 
 @dataclass(frozen=True)
 class Comparison:
-    """``field op value``; for IN/NOT IN/INCLUDES/EXCLUDES ``value`` is a tuple of Values."""
+    """``field op value``.
+
+    For IN/NOT IN/INCLUDES/EXCLUDES ``value`` is a tuple of Values, or for a semi-join
+    (``Id IN (SELECT AccountId FROM Contact)``) the subquery.
+    """
 
     field: FieldPath
     op: str  # '=', '!=', '<', '<=', '>', '>=', 'LIKE', 'IN', 'NOT IN', 'INCLUDES', 'EXCLUDES'
-    value: Value | tuple[Value, ...]
+    value: Value | tuple[Value, ...] | Query
     pos: int
 
 
@@ -436,6 +440,7 @@ class _Parser:
         self.text = text
         self.tokens = _tokenize(text)
         self.i = 0
+        self.in_subquery = False
 
     # -- token helpers --
     @property
@@ -503,6 +508,12 @@ class _Parser:
         if self.is_word("WHERE"):
             self.advance()
             where = self.condition()
+        if self.is_word("WITH"):
+            self.advance()
+            # Field-level security is always enforced here, so these modes change nothing.
+            if not self.is_word("SECURITY_ENFORCED", "USER_MODE", "SYSTEM_MODE"):
+                raise self.unexpected()
+            self.advance()
         order_by: tuple[OrderItem, ...] = ()
         if self.is_word("ORDER"):
             self.advance()
@@ -648,28 +659,51 @@ class _Parser:
         if self.is_word("LIKE"):
             self.advance()
             return Comparison(path, "LIKE", self.value(), token.pos)
-        if self.is_word("IN", "INCLUDES", "EXCLUDES"):
+        if self.is_word("IN"):
+            self.advance()
+            return Comparison(path, "IN", self.value_list(allow_subquery=True), token.pos)
+        if self.is_word("INCLUDES", "EXCLUDES"):
             self.advance()
             return Comparison(path, token.upper, self.value_list(), token.pos)
         if self.is_word("NOT"):
             self.advance()
             self.expect_word("IN")
-            return Comparison(path, "NOT IN", self.value_list(), token.pos)
+            return Comparison(path, "NOT IN", self.value_list(allow_subquery=True), token.pos)
         raise self.unexpected()
 
-    def value_list(self) -> tuple[Value, ...]:
+    def value_list(self, *, allow_subquery: bool = False) -> tuple[Value, ...] | Query:
         self.expect_punct("(")
-        if self.is_word("SELECT"):
-            # Semi-joins are not emulated; say so at the subquery rather than mis-evaluate it.
-            raise _malformed(
-                self.text, self.tok.pos, "semi-join subqueries are not supported by the emulator"
-            )
+        if self.is_word("SELECT") and allow_subquery:
+            if self.in_subquery:
+                raise _malformed(
+                    self.text, self.tok.pos, "Nesting of semi join sub-selects is not supported"
+                )
+            sub = self.subquery()
+            self.expect_punct(")")
+            return sub
         values = [self.value()]
         while self.is_punct(","):
             self.advance()
             values.append(self.value())
         self.expect_punct(")")
         return tuple(values)
+
+    def subquery(self) -> Query:
+        """``SELECT field FROM object [WHERE ...]`` inside a semi-join's parentheses."""
+        self.in_subquery = True
+        self.expect_word("SELECT")
+        selected = self.field_path()
+        self.expect_word("FROM")
+        obj = self.tok
+        if obj.kind != "ident" or "." in obj.text:
+            raise self.unexpected()
+        self.advance()
+        where: Condition | None = None
+        if self.is_word("WHERE"):
+            self.advance()
+            where = self.condition()
+        self.in_subquery = False
+        return Query(self.text, (selected,), obj.text, obj.pos, None, where, (), None, None)
 
     def value(self) -> Value:
         token = self.tok
@@ -895,6 +929,8 @@ class _Evaluator:
         field = resolved.leaf
         get = self.getter(resolved)
         ftype = field.type
+        if isinstance(cmp.value, Query):
+            return self.semi_join(cmp, field, get, cmp.value)
         values = cmp.value if isinstance(cmp.value, tuple) else (cmp.value,)
         for v in values:
             self.check_type(field, v, cmp)
@@ -939,6 +975,35 @@ class _Evaluator:
             return lambda row: False
         compare = _ORDERINGS[op]
         return lambda row: (v := norm(get(row))) is not None and compare(v, lit)
+
+    def semi_join(self, cmp: Comparison, field: FieldDef, get: _Getter, sub: Query) -> _Predicate:
+        """``field [NOT] IN (SELECT idField FROM Object WHERE ...)``: a set of ids, computed once."""
+        # UNVERIFIED wording for both errors; Salesforce only joins on Id and reference fields.
+        if field.type not in _ID_TYPES:
+            msg = f"Invalid field for semi join: {field.name}. It must be an Id or reference field"
+            raise _malformed(self.text, cmp.field.pos, msg)
+        resolver = _Resolver(self.org, sub)
+        [selected] = sub.select
+        assert isinstance(selected, FieldPath)
+        resolved = resolver.resolve(selected)
+        if resolved.leaf.type not in _ID_TYPES:
+            msg = (
+                f"Invalid field for semi join: {selected.text}. It must be an Id or reference field"
+            )
+            raise _malformed(self.text, selected.pos, msg)
+        inner = _Evaluator(
+            self.org, resolver, include_deleted=self.include_deleted, today=self.today
+        )
+        inner_get = inner.getter(resolved)
+        keep = inner.predicate(sub.where) if sub.where is not None else None
+        ids = {
+            inner_get(r)
+            for r in _matching(self.org, resolver.root.name, self.include_deleted, keep)
+        }
+        ids.discard(None)
+        if cmp.op == "IN":
+            return lambda row: get(row) in ids
+        return lambda row: get(row) not in ids
 
     def check_type(self, field: FieldDef, value: Value, cmp: Comparison) -> None:
         """Reject a literal of the wrong kind, as Salesforce does before running the query."""
