@@ -233,21 +233,18 @@ def map_records(spec: SyncSpec, source: pl.DataFrame, describe: ObjectDescribe) 
 
 def split_missing_required(
     spec: SyncSpec,
-    mapped: MappedFrame,
+    records: pl.DataFrame,
+    columns: Sequence[MappedColumn],
     creating: pl.Series,
-    describe: ObjectDescribe,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Set aside records that will be created but leave a required-on-create field null.
+    """Set aside records that will be created but leave a required-on-create field empty.
 
-    ``creating`` holds the keys expected to be inserts (new to state). Returns the records
-    frame without them and their ``INVALID_REQUIRED_MISSING`` rows (schema ``INVALID_SCHEMA``).
-    Only null counts: Salesforce treats an empty cell on insert as "not set" as well, so ""
-    is flagged too.
+    ``records`` are mapped records (``MappedFrame.records``, maybe with more columns) and
+    ``creating`` the keys expected to be inserts (no Salesforce Id in state). Returns
+    ``records`` without them and their ``INVALID_REQUIRED_MISSING`` rows (``INVALID_SCHEMA``).
+    "" counts as missing too: on insert an empty cell leaves the field unset.
     """
-    required = [
-        c for c in mapped.columns if c.describe is not None and c.describe.required_on_create
-    ]
-    records = mapped.records
+    required = [c for c in columns if c.describe is not None and c.describe.required_on_create]
     if not required or creating.len() == 0 or records.height == 0:
         return records, pl.DataFrame(schema=INVALID_SCHEMA)
     is_new = pl.col(KEY_COLUMN).is_in(creating.implode())
@@ -264,7 +261,7 @@ def split_missing_required(
     bad = flagged.filter(pl.col("__missing").is_not_null())
     if bad.height == 0:
         return records, pl.DataFrame(schema=INVALID_SCHEMA)
-    header_to_source = {c.header: c.source for c in mapped.columns}
+    header_to_source = {c.header: c.source for c in columns}
     invalid = bad.select(
         pl.col(KEY_COLUMN).alias("key"),
         pl.lit("INVALID_REQUIRED_MISSING").alias("reason"),

@@ -1,0 +1,192 @@
+"""Turn a ChangeSet into Salesforce operations, as the sync's behavior dictates.
+
+Each behavior has a planner in ``PLANNERS``; adding Create Only, Update Only, Mirror, Delete,
+Add or the multi-destination behaviors means adding a planner, not reshaping the engine. A
+planner returns a ``SyncPlan`` of ``PlannedBatch``es; ``execute`` runs them in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import polars as pl
+
+from sf_activations.sync.diff import ChangeSet
+from sf_activations.sync.mapping import MappedColumn
+from sf_activations.sync.model import BulkOperation, SalesforcePort
+from sf_activations.sync.spec import Behavior, SyncSpec
+
+Transport = Literal["bulk", "rest"]
+
+MAX_BULK_BYTES = 100 * 1024 * 1024
+"""Salesforce takes at most 150 MB base64-encoded per upload: about 100 MB of raw CSV."""
+
+
+class BehaviorNotSupported(NotImplementedError):
+    """The sync's behavior has no planner yet."""
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedBatch:
+    """One unit of work: a Bulk job or a series of REST collection calls."""
+
+    operation: BulkOperation
+    sobject: str
+    external_id_field: str | None  # upsert only
+    key_header: str  # the column whose value identifies each record in the results
+    columns: tuple[MappedColumn, ...]  # the Salesforce columns sent, CSV order
+    records: pl.DataFrame  # __key, __fingerprint, __change, __salesforce_id + the columns
+    transport: Transport
+
+    @property
+    def size(self) -> int:
+        """Number of records in the batch."""
+        return self.records.height
+
+
+@dataclass(frozen=True, slots=True)
+class SyncPlan:
+    """The operations of one run, in execution order."""
+
+    batches: tuple[PlannedBatch, ...]
+
+    @property
+    def record_count(self) -> int:
+        """Records the plan sends, over all batches."""
+        return sum(b.size for b in self.batches)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanContext:
+    """What a planner may consult beyond the ChangeSet."""
+
+    columns: tuple[MappedColumn, ...]  # key column first
+    port: SalesforcePort | None = None  # for planners that must look ids up (Update Only)
+    max_bulk_bytes: int = MAX_BULK_BYTES
+
+
+Planner = Callable[[SyncSpec, ChangeSet, PlanContext], SyncPlan]
+
+
+def plan_update_or_create(spec: SyncSpec, changes: ChangeSet, ctx: PlanContext) -> SyncPlan:
+    """Upsert every new, changed and retried record on the External ID key."""
+    records = changes.to_send()
+    if records.height == 0:
+        return SyncPlan(batches=())
+    key = ctx.columns[0]
+    return SyncPlan(
+        batches=split_batches(
+            spec,
+            records,
+            operation="upsert",
+            external_id_field=key.field,
+            key_header=key.header,
+            columns=ctx.columns,
+            max_bytes=ctx.max_bulk_bytes,
+        )
+    )
+
+
+def split_batches(
+    spec: SyncSpec,
+    records: pl.DataFrame,
+    *,
+    operation: BulkOperation,
+    external_id_field: str | None,
+    key_header: str,
+    columns: tuple[MappedColumn, ...],
+    max_bytes: int = MAX_BULK_BYTES,
+    transport: Transport | None = None,
+) -> tuple[PlannedBatch, ...]:
+    """Cut ``records`` into batches: one REST batch when there are at most
+    ``spec.rest_threshold`` records (fewer API calls), else Bulk jobs of at most
+    ``spec.batch_size`` records and ``max_bytes`` of CSV each.
+    """
+    if records.height == 0:
+        return ()
+    chosen: Transport = transport or ("rest" if records.height <= spec.rest_threshold else "bulk")
+
+    def batch(frame: pl.DataFrame) -> PlannedBatch:
+        return PlannedBatch(
+            operation=operation,
+            sobject=spec.sobject,
+            external_id_field=external_id_field,
+            key_header=key_header,
+            columns=columns,
+            records=frame,
+            transport=chosen,
+        )
+
+    if chosen == "rest":
+        return (batch(records),)
+    out: list[PlannedBatch] = []
+    size = max(1, spec.batch_size)
+    for start in range(0, records.height, size):
+        chunk = records.slice(start, size)
+        out.extend(batch(piece) for piece in _split_by_bytes(chunk, columns, max_bytes))
+    return tuple(out)
+
+
+def _split_by_bytes(
+    chunk: pl.DataFrame, columns: tuple[MappedColumn, ...], max_bytes: int
+) -> list[pl.DataFrame]:
+    """Split so that each piece's CSV stays under ``max_bytes`` (an upper-bound estimate)."""
+    headers = [c.header for c in columns]
+    # Each value may be quoted with every quote doubled: bound it by 2*len + 3 bytes.
+    row_bytes = chunk.select(
+        pl.sum_horizontal(
+            [pl.col(h).str.len_bytes().cast(pl.Int64).fill_null(4) * 2 + 3 for h in headers]
+        ).alias("b")
+    ).get_column("b")
+    header_bytes = sum(len(h.encode()) + 3 for h in headers)
+    if int(row_bytes.sum()) + header_bytes <= max_bytes:
+        return [chunk]
+    piece_of = ((row_bytes.cum_sum() + header_bytes) // max(1, max_bytes - header_bytes)).alias(
+        "__piece"
+    )
+    framed = chunk.with_columns(piece_of)
+    return [
+        framed.filter(pl.col("__piece") == p).drop("__piece")
+        for p in framed.get_column("__piece").unique(maintain_order=True).to_list()
+    ]
+
+
+def _not_yet(behavior: Behavior, how: str) -> Planner:
+    def planner(spec: SyncSpec, changes: ChangeSet, ctx: PlanContext) -> SyncPlan:
+        msg = (
+            f"sync {spec.name!r}: the {behavior!r} behavior is not implemented yet ({how}); "
+            "use 'update_or_create' for now"
+        )
+        raise BehaviorNotSupported(msg)
+
+    return planner
+
+
+PLANNERS: Mapping[Behavior, Planner] = {
+    "update_or_create": plan_update_or_create,
+    "create_only": _not_yet("create_only", "insert the new records only, keep the key in state"),
+    "update_only": _not_yet(
+        "update_only", "look Salesforce Ids up by key with a query, then update by Id"
+    ),
+    "mirror": _not_yet("mirror", "upsert as update_or_create, then delete the gone records"),
+    "delete": _not_yet("delete", "delete the records whose keys the model lists"),
+    "add": _not_yet("add", "insert junction records with a tracking external id"),
+    "lead_or_contact": _not_yet(
+        "lead_or_contact", "update a converted Contact, else upsert the Lead"
+    ),
+    "lead_or_account": _not_yet(
+        "lead_or_account", "update a converted Account, else upsert the Lead"
+    ),
+}
+"""The planner of each behavior."""
+
+
+def plan_sync(spec: SyncSpec, changes: ChangeSet, ctx: PlanContext) -> SyncPlan:
+    """The plan for ``changes`` under ``spec.behavior``."""
+    planner = PLANNERS.get(spec.behavior)
+    if planner is None:
+        msg = f"sync {spec.name!r}: unknown behavior {spec.behavior!r}; known: {sorted(PLANNERS)}"
+        raise BehaviorNotSupported(msg)
+    return planner(spec, changes, ctx)

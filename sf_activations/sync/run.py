@@ -1,0 +1,243 @@
+"""One run of one (sync, partition): reconcile, map, diff, plan, execute, commit, report."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+
+import polars as pl
+
+from sf_activations.sync.diff import DIFF_STATE_COLUMNS, compute_changes
+from sf_activations.sync.execute import (
+    ExecutionResult,
+    error_counts,
+    execute_plan,
+    reconcile_journal,
+)
+from sf_activations.sync.fingerprint import with_fingerprints
+from sf_activations.sync.mapping import (
+    SyncConfigError,
+    map_records,
+    split_missing_required,
+    validate_spec,
+)
+from sf_activations.sync.model import SalesforcePort
+from sf_activations.sync.plan import PlanContext, plan_sync
+from sf_activations.sync.report import SAMPLE_SIZE, SyncReport
+from sf_activations.sync.spec import SyncSpec
+from sf_activations.sync.state import StateStore
+
+
+class _Phases:
+    """Wall time per phase, in seconds."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+
+def run_sync_partition(
+    spec: SyncSpec,
+    source: pl.DataFrame,
+    port: SalesforcePort,
+    state: StateStore,
+    *,
+    partition: str = "__all__",
+    progress: Callable[[str], None] | None = None,
+) -> SyncReport:
+    """Bring one partition of Salesforce in line with ``source`` and report what happened.
+
+    Jobs an earlier run left unfinished are reconciled first; then the rows are mapped and
+    validated, diffed against state, planned per the behavior and executed, committing
+    state per batch. Raises ``SyncConfigError`` when the spec does not fit the object (nothing
+    is sent) and ``BehaviorNotSupported`` for behaviors without a planner yet.
+    """
+    say = progress or (lambda _line: None)
+    phases = _Phases()
+    calls_before = dict(port.api_calls())
+    where = f"{spec.name}[{partition}]"
+
+    describe = port.describe(spec.sobject)
+    problems = validate_spec(spec, describe)
+    if problems:
+        msg = "\n".join(problems)
+        raise SyncConfigError(msg)
+
+    with phases("reconcile"):
+        reconciled = reconcile_journal(
+            port, state, sync=spec.name, partition=partition, progress=say
+        )
+    if reconciled.outcomes.height:
+        say(f"{where}: reconciled {reconciled.outcomes.height} record(s) from earlier jobs")
+
+    with phases("read"):
+        records_read = source.height
+    say(f"{where}: read {records_read} row(s) from {spec.source_model}")
+
+    with phases("map"):
+        mapped = map_records(spec, source, describe)
+        headers = mapped.headers
+        records = with_fingerprints(mapped.records, headers)
+
+    with phases("diff"):
+        current = state.load(spec.name, partition, columns=DIFF_STATE_COLUMNS)
+        invalid_keys = mapped.invalid.get_column("key").drop_nulls()
+        changes = compute_changes(
+            records, current, max_attempts=spec.max_attempts, invalid_keys=invalid_keys
+        )
+        # Only records about to be created need their required fields: check those.
+        kept, missing = split_missing_required(
+            spec, records, mapped.columns, changes.creating_keys()
+        )
+        if missing.height:
+            invalid_keys = pl.concat([invalid_keys, missing.get_column("key")])
+            changes = compute_changes(
+                kept, current, max_attempts=spec.max_attempts, invalid_keys=invalid_keys
+            )
+        invalid = pl.concat([mapped.invalid, missing])
+    say(
+        f"{where}: {changes.new.height} new, {changes.changed.height} changed, "
+        f"{changes.retry.height} to retry, {changes.unchanged.height} unchanged, "
+        f"{invalid.height} invalid, {changes.gone.height} gone"
+    )
+
+    with phases("plan"):
+        plan = plan_sync(spec, changes, PlanContext(columns=mapped.columns, port=port))
+
+    with phases("execute"):
+        executed = execute_plan(
+            plan,
+            port,
+            state,
+            sync=spec.name,
+            partition=partition,
+            rest_threshold=spec.rest_threshold,
+            progress=say,
+        )
+    if executed.stopped:
+        say(f"{where}: stopped early: {executed.stopped}")
+
+    with phases("commit"):
+        _commit_invalid(state, spec.name, partition, invalid)
+        pending = state.counts(spec.name, partition)["pending"]
+
+    report = _report(
+        spec,
+        partition,
+        records_read=records_read,
+        invalid=invalid,
+        unchanged=changes.unchanged.height,
+        held=changes.held.height,
+        executed=executed,
+        reconciled=reconciled,
+        pending=pending,
+        api_calls=_delta(calls_before, port.api_calls()),
+        phases=phases.seconds,
+    )
+    say(report.summary())
+    return report
+
+
+def _commit_invalid(state: StateStore, sync: str, partition: str, invalid: pl.DataFrame) -> None:
+    """Invalid records with a key are pending in state with their reason, so a fixed model
+    sends them on the next run and sensors see them. Records without a key cannot be tracked.
+    """
+    keyed = invalid.filter(pl.col("key").is_not_null()).unique(
+        subset="key", keep="first", maintain_order=True
+    )
+    if keyed.height == 0:
+        return
+    state.commit_results(
+        sync,
+        partition,
+        keyed.select(
+            pl.col("key"),
+            pl.lit(None, dtype=pl.String).alias("fingerprint"),
+            pl.lit(value=False).alias("success"),
+            pl.lit(None, dtype=pl.String).alias("salesforce_id"),
+            pl.col("reason").alias("error_code"),
+            pl.col("message").alias("error_message"),
+        ),
+    )
+
+
+def _delta(before: Mapping[str, int], after: Mapping[str, int]) -> dict[str, int]:
+    out = {k: int(v) - int(before.get(k, 0)) for k, v in after.items()}
+    return {k: v for k, v in sorted(out.items()) if v}
+
+
+def _report(
+    spec: SyncSpec,
+    partition: str,
+    *,
+    records_read: int,
+    invalid: pl.DataFrame,
+    unchanged: int,
+    held: int,
+    executed: ExecutionResult,
+    reconciled: ExecutionResult,
+    pending: int,
+    api_calls: Mapping[str, int],
+    phases: Mapping[str, float],
+) -> SyncReport:
+    outcomes = executed.outcomes
+    ok = outcomes.filter(pl.col("success"))
+    created = ok.filter(pl.col("created")).height
+    failed = outcomes.filter(~pl.col("success"))
+    counts: Counter[str] = Counter(error_counts(outcomes))
+    counts.update(
+        {str(k): int(n) for k, n in invalid.group_by("reason").len().iter_rows()}
+        if invalid.height
+        else {}
+    )
+    rejected_sample = [
+        {"key": str(k), "code": str(c), "message": str(m or "")}
+        for k, c, m in failed.head(SAMPLE_SIZE)
+        .select("key", "error_code", "error_message")
+        .iter_rows()
+    ]
+    invalid_sample = [
+        {
+            "key": "" if k is None else str(k),
+            "reason": str(r),
+            "column": str(c),
+            "value": "" if v is None else str(v),
+        }
+        for k, r, c, v in invalid.head(SAMPLE_SIZE)
+        .select("key", "reason", "column", "value")
+        .iter_rows()
+    ]
+    both = reconciled.merge(executed)
+    return SyncReport(
+        sync=spec.name,
+        partition=partition,
+        sobject=spec.sobject,
+        records_read=records_read,
+        invalid=invalid.height,
+        unchanged=unchanged,
+        created=created,
+        updated=ok.height - created,
+        deleted=0,
+        rejected=failed.height,
+        skipped=invalid.height + failed.height,
+        pending_retries=pending,
+        error_counts=dict(counts.most_common()),
+        rejected_sample=rejected_sample,
+        invalid_sample=invalid_sample,
+        api_calls=dict(api_calls),
+        bulk_job_ids=both.bulk_job_ids,
+        phase_seconds={k: round(v, 4) for k, v in phases.items()},
+        sf_processing_ms=both.sf_processing_ms,
+        apex_ms=both.apex_ms,
+        reconciled=reconciled.outcomes.height,
+        held=held,
+    )
