@@ -343,6 +343,7 @@ class SalesforceClient:
         body: bytes | None = None,
         content_type: str | None = None,
         accept: str = "application/json",
+        extra_headers: Mapping[str, str] | None = None,
     ) -> _Sent:
         """One logical call: attempts, re-login, backoff, accounting; returns the good response."""
         attempt = 0
@@ -355,6 +356,8 @@ class SalesforceClient:
             headers = {"Authorization": f"Bearer {session_id}", "Accept": accept}
             if content_type:
                 headers["Content-Type"] = content_type
+            if extra_headers:
+                headers.update(extra_headers)
             limit = False
             retry_after: str | None = None
             try:
@@ -458,25 +461,36 @@ class SalesforceClient:
 
     # ---------------------------------------------------------------------------------- query
 
-    def query(self, soql: str, *, include_deleted: bool = False) -> list[dict[str, Any]]:
+    def query(
+        self, soql: str, *, include_deleted: bool = False, batch_size: int | None = None
+    ) -> list[dict[str, Any]]:
         """All records of ``soql`` (follows ``nextRecordsUrl``), without ``attributes``.
 
         Build ``soql`` with ``soql_literal``/``soql_in`` for values. ``include_deleted`` uses
-        ``queryAll`` (recycle bin included).
+        ``queryAll`` (recycle bin included). ``batch_size`` (200..2000) asks Salesforce for
+        smaller pages (a hint: Salesforce may answer bigger ones).
         """
-        return list(self.query_iter(soql, include_deleted=include_deleted))
+        return list(self.query_iter(soql, include_deleted=include_deleted, batch_size=batch_size))
 
-    def query_iter(self, soql: str, *, include_deleted: bool = False) -> Iterator[dict[str, Any]]:
+    def query_iter(
+        self, soql: str, *, include_deleted: bool = False, batch_size: int | None = None
+    ) -> Iterator[dict[str, Any]]:
         """Like ``query`` but yields records page by page (2,000 at a time from Salesforce)."""
         endpoint = "queryAll" if include_deleted else "query"
-        page = self._json(self._send("query", "GET", endpoint, params={"q": soql}))
+        options = {"Sforce-Query-Options": f"batchSize={int(batch_size)}"} if batch_size else None
+        page = self._json(
+            self._send("query", "GET", endpoint, params={"q": soql}, extra_headers=options)
+        )
         while True:
             for record in page.get("records") or ():
                 yield _strip_attributes(record)
             next_url = page.get("nextRecordsUrl")
             if page.get("done", True) or not next_url:
                 return
-            page = self._json(self._send("query", "GET", str(next_url)))
+            if not str(next_url).startswith("/services/"):
+                msg = f"Salesforce answered an unexpected nextRecordsUrl: {next_url!r}"
+                raise SalesforceRequestError("UNEXPECTED_RESPONSE", msg)
+            page = self._json(self._send("query", "GET", str(next_url), extra_headers=options))
 
     # --------------------------------------------------------------------------------- limits
 
