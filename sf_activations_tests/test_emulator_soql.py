@@ -8,12 +8,19 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import polars as pl
 import pytest
 
 from sf_activations.emulator.errors import SalesforceError
 from sf_activations.emulator.ids import IdAllocator
-from sf_activations.emulator.org import Permissions
-from sf_activations.emulator.schema import FieldDef, ObjectDef, Schema
+from sf_activations.emulator.org import BulkOutcome, Permissions
+from sf_activations.emulator.schema import (
+    FieldDef,
+    ObjectDef,
+    Schema,
+    default_schema,
+    system_fields,
+)
 from sf_activations.emulator.soql import execute_soql, parse_soql
 
 NOW = datetime(2024, 9, 10, 13, 57, 45, tzinfo=UTC)
@@ -24,110 +31,55 @@ NOW = datetime(2024, 9, 10, 13, 57, 45, tzinfo=UTC)
 # ---------------------------------------------------------------------------------------------
 
 
-def _f(name: str, type_: str, **kw: Any) -> FieldDef:
-    return FieldDef(name=name, label=name, type=type_, **kw)
-
-
 def _schema() -> Schema:
-    audit = (
-        _f("Id", "id"),
-        _f("IsDeleted", "boolean"),
-        _f("CreatedDate", "datetime"),
+    """The default org plus the few fields these tests need beyond it."""
+    schema = default_schema()
+    schema.add_field(
+        "Account", FieldDef(name="Secret__c", label="Secret", type="string", length=80, custom=True)
     )
-    return Schema(
-        [
-            ObjectDef("User", "User", "Users", "005", False, (*audit, _f("Username", "string"))),
-            ObjectDef(
-                "Account",
-                "Account",
-                "Accounts",
-                "001",
-                False,
-                (
-                    *audit,
-                    _f("Name", "string"),
-                    _f("External_Id__c", "string", external_id=True, unique=True, custom=True),
-                    _f("NumberOfEmployees", "int"),
-                    _f("AnnualRevenue", "currency"),
-                    _f("Industry", "picklist"),
-                    _f("Secret__c", "string", custom=True),
-                    _f("OwnerId", "reference", reference_to=("User",), relationship_name="Owner"),
-                    _f(
-                        "ParentId",
-                        "reference",
-                        reference_to=("Account",),
-                        relationship_name="Parent",
-                    ),
-                ),
-            ),
-            ObjectDef(
-                "Contact",
-                "Contact",
-                "Contacts",
-                "003",
-                False,
-                (
-                    *audit,
-                    _f("LastName", "string"),
-                    _f("Email", "email"),
-                    _f("Birthdate", "date"),
-                    _f("HasOptedOutOfEmail", "boolean"),
-                    _f("Interests__c", "multipicklist", custom=True),
-                    _f(
-                        "Code__c",
-                        "string",
-                        external_id=True,
-                        unique=True,
-                        case_sensitive=True,
-                        custom=True,
-                    ),
-                    _f(
-                        "AccountId",
-                        "reference",
-                        reference_to=("Account",),
-                        relationship_name="Account",
-                    ),
-                ),
-            ),
-            ObjectDef(
-                "Lead",
-                "Lead",
-                "Leads",
-                "00Q",
-                False,
-                (*audit, _f("LastName", "string"), _f("Company", "string")),
-            ),
-            ObjectDef(
-                "Task",
-                "Task",
-                "Tasks",
-                "00T",
-                False,
-                (
-                    *audit,
-                    _f("Subject", "string"),
-                    _f(
-                        "WhoId",
-                        "reference",
-                        reference_to=("Contact", "Lead"),
-                        relationship_name="Who",
-                    ),
-                ),
-            ),
-            ObjectDef("Hidden__c", "Hidden", "Hidden", "a00", True, (*audit,), queryable=False),
-        ]
+    schema.add_field(
+        "Contact",
+        FieldDef(
+            name="Interests__c",
+            label="Interests",
+            type="multipicklist",
+            picklist_values=("Golf", "Chess", "Sailing"),
+            custom=True,
+        ),
     )
+    schema.add_field(
+        "Contact",
+        FieldDef(
+            name="Code__c",
+            label="Code",
+            type="string",
+            length=20,
+            external_id=True,
+            unique=True,
+            case_sensitive=True,
+            custom=True,
+        ),
+    )
+    schema.add_object(
+        ObjectDef("Hidden__c", "Hidden", "Hidden", "a0H", True, system_fields(), queryable=False)
+    )
+    return schema
 
 
 class StandInOrg:
-    """Just enough of ``Org`` for the SOQL engine: schema, FLS, canonical rows."""
+    """Just enough of ``Org`` for the SOQL engine (used until org.py's bodies land)."""
 
-    def __init__(self) -> None:
+    def __init__(self, schema: Schema, *, clock: Any = None) -> None:
         self.lock = threading.RLock()
-        self.schema = _schema()
+        self.schema = schema
         self.permissions = Permissions()
+        self.username = "admin@emulator.example"
         self._rows: dict[str, dict[str, dict[str, Any]]] = {}
         self._ids = {o.name: IdAllocator(o.key_prefix) for o in self.schema.objects()}
+        self.user_id = self._ids["User"].next()
+        self._rows["User"] = {
+            self.user_id: {"Id": self.user_id, "IsDeleted": False, "Username": self.username}
+        }
 
     def object_def(self, sobject: str) -> ObjectDef:
         obj = self.schema.get(sobject)
@@ -146,13 +98,27 @@ class StandInOrg:
         obj = self.object_def(sobject)
         record_id = self._ids[obj.name].next()
         row: dict[str, Any] = {f.name: None for f in obj.fields}
-        row.update(Id=record_id, IsDeleted=False, CreatedDate="2024-09-01T00:00:00.000+0000")
+        row.update(Id=record_id, IsDeleted=False, CreatedDate=_format(NOW))
+        if obj.field("OwnerId"):
+            row["OwnerId"] = self.user_id
         for key, value in values.items():
             field = obj.field(key)
             assert field is not None, key
             row[field.name] = value
         self._rows.setdefault(obj.name, {})[record_id] = row
         return record_id
+
+    def bulk_apply(self, sobject: str, operation: str, frame: pl.DataFrame) -> BulkOutcome:
+        assert operation == "insert"
+        obj = self.object_def(sobject)
+        ids = []
+        for values in frame.iter_rows(named=True):
+            typed = {
+                k: (int(v) if obj.field(k).type == "int" else v)  # type: ignore[union-attr]
+                for k, v in values.items()
+            }
+            ids.append(self.create(sobject, typed))
+        return BulkOutcome(ids=ids, created=[True] * len(ids), errors=[None] * len(ids))
 
     def delete(self, sobject: str, record_id: str) -> None:
         self._rows[self.object_def(sobject).name][record_id]["IsDeleted"] = True
@@ -177,10 +143,17 @@ class StandInOrg:
         return None
 
 
+def _format(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+
+
+def _new_org() -> StandInOrg:
+    return StandInOrg(_schema(), clock=lambda: NOW)
+
+
 @pytest.fixture
 def org() -> StandInOrg:
-    org = StandInOrg()
-    boss = org.create("User", {"Username": "boss@example.com"})
+    org = _new_org()
     acme = org.create(
         "Account",
         {
@@ -189,7 +162,6 @@ def org() -> StandInOrg:
             "NumberOfEmployees": 50,
             "AnnualRevenue": 1000.0,
             "Industry": "Energy",
-            "OwnerId": boss,
             "Secret__c": "s1",
         },
     )
@@ -201,7 +173,6 @@ def org() -> StandInOrg:
             "NumberOfEmployees": 5,
             "AnnualRevenue": 250.5,
             "ParentId": acme,
-            "OwnerId": boss,
         },
     )
     org.create("Account", {"Name": "100% Gamma_Co", "External_Id__c": "gamma-3"})
@@ -231,8 +202,15 @@ def org() -> StandInOrg:
         },
     )
     lead = org.create("Lead", {"LastName": "Lee", "Company": "LeadCo"})
-    org.create("Task", {"Subject": "Call", "WhoId": ann})
-    org.create("Task", {"Subject": "Email", "WhoId": lead})
+    email = org.create("EmailMessage", {"Subject": "Hello"})
+    org.create(
+        "EmailMessageRelation",
+        {"EmailMessageId": email, "RelationId": ann, "RelationType": "ToAddress"},
+    )
+    org.create(
+        "EmailMessageRelation",
+        {"EmailMessageId": email, "RelationId": lead, "RelationType": "CcAddress"},
+    )
     return org
 
 
@@ -283,7 +261,7 @@ def test_values_keep_their_json_types(org: StandInOrg) -> None:
     )
     assert rec["NumberOfEmployees"] == 50
     assert rec["AnnualRevenue"] == 1000.0
-    assert rec["CreatedDate"] == "2024-09-01T00:00:00.000+0000"
+    assert rec["CreatedDate"] == "2024-09-10T13:57:45.000+0000"
     assert rec["IsDeleted"] is False
 
 
@@ -301,7 +279,7 @@ def test_parent_relationship_fields_nest_and_null_parent_is_null(org: StandInOrg
     assert list(account) == ["attributes", "Name", "Owner", "Industry"]
     assert account["Name"] == "Acme"
     assert account["Industry"] == "Energy"
-    assert account["Owner"]["Username"] == "boss@example.com"
+    assert account["Owner"]["Username"] == "admin@emulator.example"
     assert account["Owner"]["attributes"]["type"] == "User"
     assert smith["Account"] is None
 
@@ -315,13 +293,14 @@ def test_self_relationship_and_missing_grandparent(org: StandInOrg) -> None:
 
 
 def test_polymorphic_relationship_follows_the_id_type(org: StandInOrg) -> None:
-    records = q(org, "SELECT Subject, Who.LastName FROM Task ORDER BY Subject")
+    records = q(
+        org,
+        "SELECT RelationType, Relation.LastName FROM EmailMessageRelation ORDER BY RelationType",
+    )
     assert [
-        (r["Subject"], r["Who"]["attributes"]["type"], r["Who"]["LastName"]) for r in records
-    ] == [
-        ("Call", "Contact", "O'Brien"),
-        ("Email", "Lead", "Lee"),
-    ]
+        (r["RelationType"], r["Relation"]["attributes"]["type"], r["Relation"]["LastName"])
+        for r in records
+    ] == [("CcAddress", "Lead", "Lee"), ("ToAddress", "Contact", "O'Brien")]
 
 
 def test_object_name_and_alias_prefixes(org: StandInOrg) -> None:
@@ -405,13 +384,15 @@ def test_count_mixed_with_plain_field_is_rejected(org: StandInOrg) -> None:
         ("NOT Name = 'Acme'", ["100% Gamma_Co", "beta corp"]),
         ("NOT (Name = 'Acme' OR NumberOfEmployees = 5)", ["100% Gamma_Co"]),
         ("Name = 'Acme' AND NOT (Industry = null)", ["Acme"]),
-        ("OwnerId != null AND ParentId = null", ["Acme"]),
+        ("OwnerId != null AND ParentId = null", ["100% Gamma_Co", "Acme"]),
         ("IsDeleted = false", ["100% Gamma_Co", "Acme", "beta corp"]),
-        ("CreatedDate = 2024-09-01T00:00:00Z", ["100% Gamma_Co", "Acme", "beta corp"]),
-        ("CreatedDate > 2024-09-01T00:00:00Z", []),
-        ("CreatedDate < 2024-09-01T02:00:00+02:00", []),  # 00:00 UTC is not before 00:00 UTC
-        ("CreatedDate <= 2024-09-01T02:00:00.000+02:00", ["100% Gamma_Co", "Acme", "beta corp"]),
-        ("CreatedDate >= 2024-08-31T20:00:00-04:00", ["100% Gamma_Co", "Acme", "beta corp"]),
+        # Every record was created at NOW, 2024-09-10T13:57:45Z.
+        ("CreatedDate = 2024-09-10T13:57:45Z", ["100% Gamma_Co", "Acme", "beta corp"]),
+        ("CreatedDate > 2024-09-10T13:57:45Z", []),
+        ("CreatedDate < 2024-09-10T15:57:45+02:00", []),  # the same instant
+        ("CreatedDate <= 2024-09-10T15:57:45.000+02:00", ["100% Gamma_Co", "Acme", "beta corp"]),
+        ("CreatedDate >= 2024-09-10T09:57:45-04:00", ["100% Gamma_Co", "Acme", "beta corp"]),
+        ("CreatedDate > 2024-09-10T09:57:46-04:00", []),
     ],
 )
 def test_where_operators(org: StandInOrg, where: str, expected: list[str]) -> None:
@@ -482,13 +463,23 @@ def test_date_literals_on_date_fields(org: StandInOrg, literal: str, expected: l
 
 
 def test_date_literals_on_datetime_fields(org: StandInOrg) -> None:
-    # Records were created 2024-09-01T00:00Z; NOW is 2024-09-10.
-    assert q(org, "SELECT Name FROM Account WHERE CreatedDate = LAST_N_DAYS:5") == []
-    assert len(q(org, "SELECT Name FROM Account WHERE CreatedDate = LAST_N_DAYS:9")) == 3
-    assert len(q(org, "SELECT Name FROM Account WHERE CreatedDate < TODAY")) == 3
-    assert len(q(org, "SELECT Name FROM Account WHERE CreatedDate = THIS_MONTH")) == 3
-    assert q(org, "SELECT Name FROM Account WHERE CreatedDate > TODAY") == []
-    assert len(q(org, "SELECT Name FROM Account WHERE CreatedDate = N_DAYS_AGO:9")) == 3
+    # Records were created at NOW, a Tuesday afternoon (UTC).
+    def count(where: str) -> int:
+        return len(q(org, f"SELECT Name FROM Account WHERE CreatedDate {where}"))
+
+    assert count("= TODAY") == 3
+    assert count("= LAST_N_DAYS:1") == 3  # includes today
+    assert count("= YESTERDAY") == 0
+    assert count("< TODAY") == 0
+    assert count(">= TODAY") == 3
+    assert count("> TODAY") == 0
+    assert count("<= TODAY") == 3
+    assert count("< TOMORROW") == 3
+    assert count("!= TODAY") == 0
+    assert count("= THIS_WEEK") == 3
+    assert count("= LAST_WEEK") == 0
+    assert count("= NEXT_N_DAYS:3") == 0
+    assert count("= N_DAYS_AGO:0") == 3
 
 
 def test_multipicklist_includes_excludes_and_equals(org: StandInOrg) -> None:
@@ -835,25 +826,18 @@ def test_invalid_date_literal_is_malformed(org: StandInOrg) -> None:
 
 
 def test_in_filter_over_100k_records_is_fast() -> None:
-    org = StandInOrg()
-    ids = IdAllocator("001")
-    table = org._rows.setdefault("Account", {})
-    for n in range(100_000):
-        record_id = ids.next()
-        table[record_id] = {
-            "Id": record_id,
-            "IsDeleted": False,
-            "CreatedDate": "2024-09-01T00:00:00.000+0000",
-            "Name": f"Account {n}",
-            "External_Id__c": f"EXT-{n}",
-            "NumberOfEmployees": n,
-            "AnnualRevenue": None,
-            "Industry": None,
-            "Secret__c": None,
-            "OwnerId": None,
-            "ParentId": None,
+    org = _new_org()
+    n = 100_000
+    frame = pl.DataFrame(
+        {
+            "Name": [f"Account {i}" for i in range(n)],
+            "External_Id__c": [f"EXT-{i}" for i in range(n)],
+            "NumberOfEmployees": [str(i) for i in range(n)],
         }
-    wanted = [f"ext-{n}" for n in range(0, 100_000, 500)]  # 200 values, other case
+    )
+    outcome = org.bulk_apply("Account", "insert", frame)
+    assert outcome.errors.count(None) == n
+    wanted = [f"ext-{i}" for i in range(0, n, 500)]  # 200 values, in another case
     soql = "SELECT Id, External_Id__c FROM Account WHERE External_Id__c IN ({})".format(
         ", ".join(f"'{v}'" for v in wanted)
     )
