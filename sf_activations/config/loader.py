@@ -153,7 +153,9 @@ def load_project(project_dir: str | os.PathLike[str]) -> Project:
                     ConfigProblem(
                         spec.source_file,
                         f"'after' names '{other}', which is not a sync of this project.",
-                        f"Use one of: {', '.join(sorted(names - {spec.name}))}.",
+                        f"Use one of: {', '.join(sorted(names - {spec.name}))}."
+                        if names - {spec.name}
+                        else "Remove it: this project has no other sync.",
                         sync=spec.name,
                         field="after",
                     )
