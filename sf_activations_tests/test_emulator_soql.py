@@ -807,6 +807,21 @@ def test_filter_type_errors(org: StandInOrg, where: str, message: str) -> None:
     assert err.message.endswith("\n" + message), err.message
 
 
+def test_long_text_cannot_be_filtered_and_multipicklist_cannot_be_sorted(org: StandInOrg) -> None:
+    err = error(org, "SELECT Id FROM Account WHERE Description = 'x'")
+    assert err.code == "INVALID_FIELD"
+    assert err.message.endswith(
+        "ERROR at Row:1:Column:30\nfield 'Description' can not be filtered in a query call"
+    )
+    err = error(org, "SELECT Id FROM Contact ORDER BY interests__c")
+    assert err.code == "INVALID_FIELD"
+    assert err.message.endswith(
+        "ERROR at Row:1:Column:33\nfield 'Interests__c' can not be sorted in a query call"
+    )
+    # Selecting them is fine.
+    assert q(org, "SELECT Description FROM Account WHERE Name = 'Acme'")[0]["Description"] is None
+
+
 def test_duplicate_field_is_rejected(org: StandInOrg) -> None:
     err = error(org, "SELECT Name, Id, name FROM Account")
     assert err.message.endswith("ERROR at Row:1:Column:18\nduplicate field selected: name")

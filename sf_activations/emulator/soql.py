@@ -927,6 +927,9 @@ class _Evaluator:
     def comparison(self, cmp: Comparison) -> _Predicate:
         resolved = self.resolver.resolve(cmp.field)
         field = resolved.leaf
+        if _is_long_text(field):
+            msg = f"field '{field.name}' can not be filtered in a query call"
+            raise self.resolver.invalid_field(cmp.field, msg)
         get = self.getter(resolved)
         ftype = field.type
         if isinstance(cmp.value, Query):
@@ -1152,6 +1155,11 @@ class _Branch:
 _Tree = dict[str, "_Branch | None"]
 
 
+def _is_long_text(field: FieldDef) -> bool:
+    """Long and rich text areas: neither filterable nor sortable (as describe() reports)."""
+    return field.type == "textarea" and field.length > 255
+
+
 def _normaliser(field: FieldDef) -> Callable[[Any], Any]:
     """Stored value -> comparable value; None for null (and for '', which Salesforce never stores)."""
     ftype = field.type
@@ -1286,8 +1294,11 @@ def execute_soql(
         ]
         keep = evaluator.predicate(query.where) if query.where is not None else None
         for order_item in query.order_by:
-            # Resolved before any work so that a bad ORDER BY field fails like Salesforce's.
-            resolver.resolve(order_item.field)
+            # Checked before any work so that a bad ORDER BY field fails like Salesforce's.
+            leaf = resolver.resolve(order_item.field).leaf
+            if leaf.type == "multipicklist" or _is_long_text(leaf):
+                msg = f"field '{leaf.name}' can not be sorted in a query call"
+                raise resolver.invalid_field(order_item.field, msg)
         rows = _matching(org, resolver.root.name, include_deleted, keep)
         if query.order_by:
             rows = evaluator.sort(rows, query.order_by)
