@@ -84,6 +84,14 @@ def _opt_int(body: Mapping[str, Any], key: str, default: int | None) -> int | No
     return value
 
 
+def _count(body: Mapping[str, Any]) -> int:
+    n = _opt_int(body, "n", 1)
+    if n is None or n < 1:
+        msg = "n must be an integer >= 1"
+        raise AdminError(msg)
+    return n
+
+
 # ---- emulator-level --------------------------------------------------------------------------
 
 
@@ -113,11 +121,13 @@ async def faults(request: Request) -> Response:
     path = body.get("path")
     method = body.get("method")
     if action == "fail":
-        n = _opt_int(body, "n", 1) or 1
-        status = _opt_int(body, "status", 503) or 503
-        emulator.faults.fail_next(n, status, path=path, method=method)
+        status = _opt_int(body, "status", 503)
+        if status is None or not 400 <= status <= 599:
+            msg = "status must be an HTTP error status (400-599)"
+            raise AdminError(msg)
+        emulator.faults.fail_next(_count(body), status, path=path, method=method)
     elif action == "drop":
-        emulator.faults.drop_next(_opt_int(body, "n", 1) or 1, path=path, method=method)
+        emulator.faults.drop_next(_count(body), path=path, method=method)
     elif action == "delay":
         seconds = body.get("seconds")
         if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
