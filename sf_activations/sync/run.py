@@ -234,7 +234,7 @@ def _report(
         rejected_sample=rejected_sample,
         invalid_sample=invalid_sample,
         api_calls=dict(api_calls),
-        bulk_job_ids=both.bulk_job_ids,
+        bulk_job_ids=list(both.bulk_job_ids),
         phase_seconds={k: round(v, 4) for k, v in phases.items()},
         sf_processing_ms=both.sf_processing_ms,
         apex_ms=both.apex_ms,
