@@ -64,8 +64,9 @@ class EmulatorConfig:
 
 def _new_org(username: str) -> Org:
     from sf_activations.emulator.org import Org
+    from sf_activations.emulator.schema import default_schema
 
-    return Org(username=username)
+    return Org(default_schema(), username=username)
 
 
 class Emulator:
