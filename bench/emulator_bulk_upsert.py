@@ -74,7 +74,7 @@ def build_csv(rows: int, run: int) -> bytes:
             "BillingCity": "City " + (i % 1000).cast(pl.String),
             "BillingState": pl.Series(["CA", "NY", "TX", "WA"]).gather(i % 4).alias("s"),
             "NumberOfEmployees": ((i * 7 + run) % 100_000).cast(pl.String),
-            "AnnualRevenue": ((i % 5000) * 1000.5 + run).cast(pl.String),
+            "AnnualRevenue": ((i % 5000) * 1000 + run).cast(pl.String),
             "Description": "Row " + i.cast(pl.String) + " of the benchmark" + suffix,
         }
     )

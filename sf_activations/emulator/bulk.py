@@ -373,8 +373,11 @@ class BulkJobStore:
             job.data = data
             job.touch()
 
-    def set_ingest_state(self, job: IngestJob, state: Any) -> IngestJob:
-        """PATCH: ``UploadComplete`` starts processing; ``Aborted`` stops the job."""
+    def set_ingest_state(self, job: IngestJob, state: Any) -> dict[str, Any]:
+        """PATCH: ``UploadComplete`` starts processing; ``Aborted`` stops the job.
+
+        Returns the job info as of the state change (the worker may move on at once).
+        """
         with self.lock:
             if state == "UploadComplete":
                 if job.state != "Open":
@@ -388,9 +391,10 @@ class BulkJobStore:
                 start = False
             else:
                 raise _invalid_state(f"Invalid state: {state}")
+            info = job.patched_info()
         if start:
             self._spawn(lambda: self._process_ingest(job), f"bulk-ingest-{job.id}")
-        return job
+        return info
 
     def delete_ingest(self, job: IngestJob) -> None:
         """DELETE: only in UploadComplete, JobComplete, Aborted or Failed."""
@@ -484,8 +488,8 @@ class BulkJobStore:
 
     # ---------------------------------------------------------------- query
 
-    def create_query(self, body: dict[str, Any], api_version: str) -> QueryJob:
-        """Validate and start a query job (state UploadComplete at once)."""
+    def create_query(self, body: dict[str, Any], api_version: str) -> dict[str, Any]:
+        """Validate and start a query job; returns its create response (state UploadComplete)."""
         operation = body.get("operation")
         if operation not in QUERY_OPERATIONS:
             raise _invalid_job(f"InvalidJob : Invalid operation: {operation}")
@@ -517,11 +521,12 @@ class BulkJobStore:
         )
         with self.lock:
             self.query[job.id] = job
+            info = job.created_info()
         count = getattr(self.emulator, "count_bulk_query_job", None)
         if count is not None:
             count()
         self._spawn(lambda: self._process_query(job, rows), f"bulk-query-{job.id}")
-        return job
+        return info
 
     def _process_query(self, job: QueryJob, rows: pl.DataFrame) -> None:
         started = time.perf_counter()
@@ -787,8 +792,7 @@ async def patch_ingest_job(request: Request) -> Response:
     store = _store(request)
     job = store.ingest_job(request.path_params["job_id"])
     body = await _json_dict(request)
-    store.set_ingest_state(job, body.get("state"))
-    return json_response(job.patched_info())
+    return json_response(store.set_ingest_state(job, body.get("state")))
 
 
 async def delete_ingest_job(request: Request) -> Response:
@@ -834,8 +838,7 @@ async def create_query_job(request: Request) -> Response:
     """``POST /jobs/query``: 200 with the job in UploadComplete."""
     version = version_of(request)
     body = await _json_dict(request)
-    job = await in_thread(_store(request).create_query, body, version)
-    return json_response(job.created_info())
+    return json_response(await in_thread(_store(request).create_query, body, version))
 
 
 async def list_query_jobs(request: Request) -> Response:
