@@ -24,7 +24,7 @@ COUNT_KEYS: tuple[tuple[str, str], ...] = (
     ("sf/skipped", "skipped"),
     ("sf/pending_retries", "pending_retries"),
 )
-PHASES: tuple[str, ...] = ("read", "map", "diff", "plan", "execute", "commit")
+PHASES: tuple[str, ...] = ("reconcile", "read", "map", "diff", "plan", "execute", "commit")
 CHECK_NAME = "rejected_records_within_threshold"
 
 _ERROR_SCHEMA = dg.TableSchema(

@@ -37,11 +37,7 @@ def sync_schedule(
         description=f"Runs sync {spec.name} on '{spec.schedule}'.",
     )
     def _schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] | dg.SkipReason:
-        tick = (
-            context.scheduled_execution_time.isoformat()
-            if context.scheduled_execution_time
-            else "now"
-        )
+        tick = context.scheduled_execution_time.isoformat()
         if partitions is None:
             return [dg.RunRequest(run_key=f"{spec.name}:{tick}")]
         if isinstance(partitions, dg.TimeWindowPartitionsDefinition):

@@ -130,7 +130,8 @@ def run_sync_step(
 ) -> dg.MaterializeResult:
     """Run one partition of a sync through the engine and report it as metadata + check."""
     from sf_activations.salesforce.errors import SalesforceAuthError
-    from sf_activations.sync.mapping import validate_spec
+    from sf_activations.sync.mapping import SyncConfigError, validate_spec
+    from sf_activations.sync.plan import BehaviorNotSupported
     from sf_activations.sync.report import ERROR_GUIDE
     from sf_activations.sync.run import run_sync_partition
 
@@ -163,6 +164,22 @@ def run_sync_step(
             report = run_sync_partition(
                 spec, source, client, store, partition=partition, progress=context.log.info
             )
+    except SyncConfigError as exc:
+        raise _failure(
+            spec,
+            partition,
+            f"the sync does not fit the object:\n{exc}",
+            code="CONFIG",
+            fix=f"Fix {spec.source_file} as the lines above say; nothing was sent.",
+        ) from exc
+    except BehaviorNotSupported as exc:
+        raise _failure(
+            spec,
+            partition,
+            str(exc),
+            code="BEHAVIOR_NOT_SUPPORTED",
+            fix=f"Use behavior update_or_create in {spec.source_file} for now.",
+        ) from exc
     except SalesforceAuthError as exc:
         code = str(getattr(exc, "code", "AUTH"))
         raise _failure(
