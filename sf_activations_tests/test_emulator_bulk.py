@@ -174,6 +174,18 @@ def test_chunked_upload(sf: Salesforce) -> None:
     assert close(sf, job["id"]).status_code == 200
     info = wait_done(sf, job["id"])
     assert info["numberRecordsProcessed"] == 1000 and info["numberRecordsFailed"] == 0
+    batches = sf.limits()["DailyBulkApiBatches"]
+    assert batches["Max"] - batches["Remaining"] == 1  # one internal batch per 10,000 rows
+
+
+def test_upload_size_cap(sf: Salesforce, emulator: EmulatorServer) -> None:
+    emulator.emulator.bulk_jobs.max_upload_bytes = 1000
+    job = create_job(sf, operation="insert")
+    res = put_csv(sf, job["id"], b"Name\n" + b"x" * 2000 + b"\n")
+    assert res.status_code == 413
+    assert res.json()[0]["errorCode"] == "BULK_API_ERROR"
+    # The job is still Open and takes a proper upload.
+    assert put_csv(sf, job["id"], b"Name\nSmall\n").status_code == 201
 
 
 # ------------------------------------------------------------------------ simple-salesforce bulk2
