@@ -468,11 +468,12 @@ def resolve_credentials(
     values: dict[str, Any] = {}
     problems: list[ConfigProblem] = []
     for field, (literal, env_name) in credential_sources(sf).items():
+        # A variable named in the YAML is required, as dg.EnvVar makes it for Dagster runs.
         if env_name is not None and env_name in env:
             values[field] = env[env_name]
-        elif literal is not None:
+        elif env_name is None:
             values[field] = literal
-        elif env_name is not None:
+        else:
             problems.append(
                 ConfigProblem(
                     file,

@@ -1,0 +1,143 @@
+"""``sf-activations check``: is the project ready to sync? Config, connection, describe, columns.
+
+This is where describe-dependent config errors (unknown object or field, read-only field, key
+that is not an External ID) show up before any run: loading the project for Dagster stays
+offline, so those checks happen here and at the start of each sync asset's run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+
+@dataclass
+class CheckResult:
+    """Lines printed and whether everything passed."""
+
+    ok: bool = True
+    lines: list[str] = field(default_factory=list)
+
+    def good(self, text: str) -> None:
+        self.lines.append(f"ok    {text}")
+
+    def bad(self, text: str) -> None:
+        self.ok = False
+        self.lines.append(f"FAIL  {text}")
+
+
+def check_project(project_dir: str | os.PathLike[str], *, sync: str | None = None) -> CheckResult:
+    """Load the project, log in to Salesforce and check every sync (or one) against describe()."""
+    from sf_activations.config import (
+        PROJECT_FILE,
+        ConfigError,
+        load_project,
+        resolve_credentials,
+    )
+    from sf_activations.salesforce.connection import connect
+    from sf_activations.salesforce.errors import SalesforceAuthError
+    from sf_activations.sync.mapping import validate_spec
+    from sf_activations.sync.model import SalesforceRequestError, SalesforceUnavailable
+    from sf_activations.warehouse.duckdb import DuckDBWarehouse
+
+    result = CheckResult()
+    try:
+        project = load_project(project_dir)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            result.bad(str(problem))
+        return result
+    result.good(
+        f"project {project.root}: {len(project.models)} model(s), {len(project.syncs)} sync(s)"
+    )
+    specs = [project.sync(sync)] if sync else list(project.syncs)
+
+    try:
+        creds = resolve_credentials(
+            project.config.salesforce, file=str(project.root / PROJECT_FILE)
+        )
+    except ConfigError as exc:
+        for problem in exc.problems:
+            result.bad(str(problem))
+        return result
+    try:
+        client = connect(creds)
+    except (SalesforceAuthError, SalesforceUnavailable, ValueError) as exc:
+        result.bad(f"login to {creds.login_url} ({creds.auth}): {exc}")
+        return result
+    try:
+        usage = client.api_usage()
+        extra = f", API requests used today {usage[0]}/{usage[1]}" if usage else ""
+        result.good(f"logged in to {client.instance_url} ({creds.auth}){extra}")
+        warehouse_file = project.warehouse_path
+        warehouse = DuckDBWarehouse.at(str(warehouse_file)) if warehouse_file.exists() else None
+        for spec in specs:
+            where = f"sync '{spec.name}' ({spec.source_file})"
+            try:
+                describe = client.describe(spec.sobject)
+            except SalesforceRequestError as exc:
+                result.bad(f"{where}: object '{spec.sobject}': {exc.code}: {exc.message}")
+                continue
+            fit_problems = validate_spec(spec, describe)
+            for text in fit_problems:
+                result.bad(f"{where}: {text}")
+            if not fit_problems:
+                result.good(f"{where}: {len(spec.mappings)} mapping(s) fit {describe.name}")
+            if warehouse is not None:
+                _check_columns(result, where, spec, project, warehouse)
+    finally:
+        client.close()
+    return result
+
+
+def _check_columns(
+    result: CheckResult, where: str, spec: Any, project: Any, warehouse: Any
+) -> None:
+    import duckdb
+
+    table = project.table_of(spec.source_model)
+    try:
+        columns = set(warehouse.columns(table))
+    except duckdb.Error:
+        result.lines.append(
+            f"skip  {where}: table '{table}' is not built yet (materialize the model first)"
+        )
+        return
+    wanted = [("key.source", spec.key.source)] + [
+        (f"mappings[{i}].source", m.source) for i, m in enumerate(spec.mappings)
+    ]
+    missing = [f"{fld} '{col}'" for fld, col in wanted if col not in columns]
+    if missing:
+        result.bad(f"{where}: not columns of '{table}': {', '.join(missing)}")
+
+
+def _main(args: argparse.Namespace) -> int:
+    out: TextIO = sys.stdout
+    result = check_project(args.project, sync=args.sync)
+    for line in result.lines:
+        print(line, file=out)
+    print("ready to sync" if result.ok else "not ready: fix the FAIL lines above", file=out)
+    return 0 if result.ok else 1
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``sf-activations check``."""
+    from sf_activations.demo_project import DEMO_PROJECT_DIR
+
+    parser = subparsers.add_parser(
+        "check",
+        help="check a project's config, Salesforce login and each sync against describe()",
+        description=__doc__,
+    )
+    parser.add_argument(
+        "--project",
+        default=os.environ.get("SF_ACTIVATIONS_PROJECT") or str(DEMO_PROJECT_DIR),
+        type=Path,
+        help="project folder (default: $SF_ACTIVATIONS_PROJECT or the demo project)",
+    )
+    parser.add_argument("--sync", default=None, help="check only this sync")
+    parser.set_defaults(func=_main)
