@@ -69,11 +69,12 @@ class SyncTotals:
 
 
 def demo_org() -> Org:
-    """A fresh emulated org plus the custom field the demo maps: ``Account.Tier__c``.
+    """A fresh emulated org set up like a customer's: a custom field and a trigger.
 
-    Tier__c is a restricted picklist (Gold, Silver, Bronze), as a real org's admin would set it
-    up, so a value outside it is refused by Salesforce itself.
+    ``Account.Tier__c`` is a restricted picklist (Gold, Silver, Bronze); an Account trigger
+    refuses billing country Atlantis.
     """
+    from sf_activations.demo_project.sample_data import ATLANTIS
     from sf_activations.emulator.org import Org
     from sf_activations.emulator.schema import FieldDef, default_schema
 
@@ -90,7 +91,16 @@ def demo_org() -> Org:
             custom=True,
         ),
     )
-    return Org(schema)
+    org = Org(schema)
+    # The kind of rule real orgs have: an Apex trigger that refuses some records. Only
+    # Salesforce knows it, so those records come back rejected, not invalid.
+    org.add_trigger(
+        "Account",
+        field="BillingCountry",
+        equals=ATLANTIS,
+        message="ValidateBillingCountry: execution of BeforeInsert caused by: Atlantis is not a country we bill",
+    )
+    return org
 
 
 def emulator_environment(server: EmulatorServer, work_dir: Path) -> dict[str, str]:

@@ -4,8 +4,10 @@ Deterministic for a given seed, so two demo runs see the same data. The bad rows
 show how each kind of problem surfaces:
 
 - an account name over 255 characters: the engine marks it invalid before sending (STRING_TOO_LONG);
-- an account tier outside the restricted picklist: only Salesforce rejects it
-  (INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST);
+- an account tier outside the restricted picklist Tier__c: the engine knows the picklist from
+  describe() and marks it invalid too (INVALID_PICKLIST_VALUE);
+- an account in the country "Atlantis": the demo org's Apex trigger refuses it, so only
+  Salesforce rejects it (CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY);
 - a contact whose account does not exist: Salesforce rejects the lookup (INVALID_FIELD);
 - a contact without a last name: a required field missing (REQUIRED_FIELD_MISSING).
 """
@@ -46,8 +48,10 @@ LAST = (
 TITLES = ("CEO", "CTO", "VP Sales", "Engineer", "Analyst", None)
 
 # One bad row every N rows, per kind of problem (each about 1%).
-_LONG_NAME_EVERY = 101
-_BAD_TIER_EVERY = 97
+_LONG_NAME_EVERY = 151
+_BAD_TIER_EVERY = 149
+_ATLANTIS_EVERY = 97
+ATLANTIS = "Atlantis"
 _MISSING_ACCOUNT_EVERY = 103
 _NO_LAST_NAME_EVERY = 89
 _DELETED_EVERY = 211
@@ -78,6 +82,8 @@ def account_frame(n: int, *, seed: int = 7) -> pl.DataFrame:
             name = "Very Long Holdings " + "x" * 300
         if i % _BAD_TIER_EVERY == 0:
             tier = "Platinum"
+        if i % _ATLANTIS_EVERY == 0:
+            country = ATLANTIS
         rows.append(
             {
                 "account_id": f"ACC-{i:06d}",
