@@ -3,14 +3,17 @@ checks, schedules and EnvVar-backed resources."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from pathlib import Path
 
 import dagster as dg
+import polars as pl
 import pytest
 
 from sf_activations.defs import CHECK_NAME, SalesforceResource, build_definitions
 from sf_activations.defs.assets import SYNCS_GROUP
 from sf_activations.demo_project import DEMO_PROJECT_DIR
+from sf_activations.warehouse.duckdb import DuckDBWarehouse
 
 
 @pytest.fixture(scope="module")
@@ -91,3 +94,98 @@ def test_secrets_are_env_vars_not_values(demo_defs: dg.Definitions) -> None:
     assert resource.security_token == dg.EnvVar("SF_SECURITY_TOKEN")
     assert resource.login_url == dg.EnvVar("SF_LOGIN_URL")
     assert resource.auth == "password"
+
+
+TIME_PROJECT = """
+warehouse: {path: wh.duckdb}
+state: {path: state.sqlite}
+salesforce:
+  login_url: https://acme.my.salesforce.com
+  auth: client_credentials
+  consumer_key_env: TEST_SF_KEY
+  consumer_secret_env: TEST_SF_SECRET
+sources:
+  - {name: raw_signups, table: raw_signups}
+models:
+  signups:
+    time_partitions: {column: signup_day, start: "2026-01-01", granularity: daily}
+"""
+
+TIME_SYNC = """
+source: signups
+object: Contact
+behavior: update_or_create
+key: {source: signup_id, target: External_Id__c}
+mappings:
+  - {source: last_name, target: LastName}
+  - {source: no_such_column, target: Title}
+partitions: time
+"""
+
+
+def _time_project(root: Path) -> Path:
+    (root / "models").mkdir(parents=True)
+    (root / "syncs").mkdir()
+    (root / "sf_activations.yaml").write_text(TIME_PROJECT)
+    (root / "models" / "signups.sql").write_text(
+        "select * from raw_signups where last_name is not null"
+    )
+    (root / "syncs" / "signups_to_contacts.yaml").write_text(TIME_SYNC)
+    wh = DuckDBWarehouse.at(str(root / "wh.duckdb"))
+    wh.replace_table(
+        "raw_signups",
+        pl.DataFrame(
+            {
+                "signup_id": ["S1", "S2", "S3", "S4"],
+                "last_name": ["A", "B", "C", None],
+                "signup_day": [
+                    date(2026, 1, 1),
+                    date(2026, 1, 2),
+                    date(2026, 1, 2),
+                    date(2026, 1, 2),
+                ],
+            }
+        ),
+    )
+    return root
+
+
+def test_time_partitioned_model_and_sync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_SF_KEY", "key")
+    monkeypatch.setenv("TEST_SF_SECRET", "secret")
+    root = _time_project(tmp_path)
+    defs = build_definitions(root)
+    graph = defs.resolve_asset_graph()
+    model = graph.get(dg.AssetKey(["signups"]))
+    sync = graph.get(dg.AssetKey(["salesforce", "signups_to_contacts"]))
+    assert isinstance(model.partitions_def, dg.DailyPartitionsDefinition)
+    assert sync.partitions_def == model.partitions_def
+    assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition | dg.AssetSpec)]
+    resources = dict(defs.resources or {})
+
+    result = dg.materialize(
+        assets, selection=[model.key], partition_key="2026-01-02", resources=resources
+    )
+    (mat,) = result.asset_materializations_for_node("signups")
+    assert mat.metadata["dagster/row_count"].value == 2  # S2, S3 (S4 filtered by the model)
+    wh = DuckDBWarehouse.at(str(root / "wh.duckdb"))
+    assert sorted(wh.read("signups")["signup_id"].to_list()) == ["S2", "S3"]
+
+    # The sync reads its partition, finds a mapped column missing, and fails before any
+    # Salesforce call, naming the file, the sync and the field.
+    failed = dg.materialize(
+        assets,
+        selection=[sync.key],
+        partition_key="2026-01-02",
+        resources=resources,
+        raise_on_error=False,
+    )
+    assert not failed.success
+    (event,) = failed.get_step_failure_events()
+    user = event.step_failure_data.user_failure_data
+    assert user is not None and user.description is not None
+    assert (
+        "signups_to_contacts.yaml, sync 'signups_to_contacts', field 'mappings[1].source'"
+        in user.description
+    )
+    assert "no_such_column" in user.description

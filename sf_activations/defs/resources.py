@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 class SalesforceResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     """A Salesforce org (or the emulator). Secrets arrive through ``dg.EnvVar``.
 
-    The client retries transient faults of each call itself; this resource adds a bounded
-    retry of the login, so a blip at the start of a run does not fail the partition.
+    The client retries transient faults of each call (login included) itself; ``login_attempts``
+    can add whole rounds of login retries for orgs behind flaky networks.
     """
 
     login_url: str = Field(
@@ -51,7 +51,10 @@ class SalesforceResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     ca_cert: str | None = Field(default=None, description="PEM file to trust (the emulator's CA).")
     sandbox: bool = Field(default=False, description="Log in to a sandbox (test.salesforce.com).")
     api_version: str = Field(default="59.0", description="REST API version, without the v.")
-    login_attempts: int = Field(default=3, description="Login attempts on transient faults.")
+    login_attempts: int = Field(
+        default=1,
+        description="Extra rounds of login attempts on transient faults, on top of the client's own retries.",
+    )
 
     @classmethod
     def from_config(cls, sf: SalesforceConfig) -> SalesforceResource:

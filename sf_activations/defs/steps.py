@@ -63,7 +63,9 @@ def read_sync_source(
         if tp is None:  # the loader rejects this; kept so a bad state fails loudly
             msg = f"sync '{spec.name}' is time-partitioned but model '{spec.source_model}' is not"
             raise dg.Failure(description=msg)
-        return context.partition_key, warehouse.read(table, where=_time_filter(tp.column, context))
+        frame = warehouse.read(table, where=_time_filter(tp.column, context))
+        _check_columns(spec, frame)
+        return context.partition_key, frame
     frame = warehouse.read(table)
     _check_columns(spec, frame)
     if spec.partitions.kind == "hash":

@@ -1,0 +1,238 @@
+"""Model and sync assets materialized with Dagster against the emulator (real client, HTTPS).
+
+The demo project's models and syncs run on small literal tables, so every count in the
+metadata can be asserted exactly.
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from sf_activations.defs import CHECK_NAME, build_definitions
+from sf_activations.demo import demo_org, emulator_environment
+from sf_activations.demo_project import DEMO_PROJECT_DIR
+from sf_activations.emulator.server import EmulatorServer
+from sf_activations.sync.partitions import bucket_of
+from sf_activations.sync.report import ERROR_GUIDE
+from sf_activations.warehouse.duckdb import DuckDBWarehouse
+
+ACCOUNTS_SYNC = dg.AssetKey(["salesforce", "salesforce_accounts"])
+CONTACTS_SYNC = dg.AssetKey(["salesforce", "salesforce_contacts"])
+MODELS = [dg.AssetKey(["accounts"]), dg.AssetKey(["contacts"])]
+TRIGGER = "CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY"
+
+
+def raw_accounts() -> pl.DataFrame:
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = [
+        ("A1", "Acme", "Gold", "Germany", False),
+        ("A2", "Globex", "Silver", "France", False),
+        ("A3", "Initech", None, "Japan", False),
+        ("A4", "L" * 300, "Gold", "Canada", False),  # too long: invalid before sending
+        ("A5", "Atlantis Trading", "Bronze", "Atlantis", False),  # the org's trigger refuses it
+        ("A6", "Gone Corp", "Gold", "Peru", True),  # deleted in the source: never read
+    ]
+    return pl.DataFrame(
+        {
+            "account_id": [r[0] for r in rows],
+            "name": [r[1] for r in rows],
+            "industry": ["Technology"] * len(rows),
+            "tier": [r[2] for r in rows],
+            "annual_revenue": [1000.5] * len(rows),
+            "employees": [10] * len(rows),
+            "website": ["https://example.com"] * len(rows),
+            "billing_city": ["Springfield"] * len(rows),
+            "billing_country": [r[3] for r in rows],
+            "is_deleted": [r[4] for r in rows],
+            "updated_at": [when] * len(rows),
+        }
+    )
+
+
+def raw_contacts() -> pl.DataFrame:
+    accounts = ["A1", "A1", "A2", "A2", "A3", "A3", "A1", "NOPE"]  # C8: no such account
+    n = len(accounts)
+    return pl.DataFrame(
+        {
+            "contact_id": [f"C{i}" for i in range(1, n + 1)],
+            "first_name": ["Ada"] * n,
+            "last_name": [f"Person{i}" for i in range(1, n + 1)],
+            "email": [f"p{i}@example.com" for i in range(1, n + 1)],
+            "title": ["CTO"] * n,
+            "phone": ["+1-555-0100"] * n,
+            "account_id": accounts,
+            "updated_at": [datetime(2026, 1, 1, tzinfo=UTC)] * n,
+        }
+    )
+
+
+@pytest.fixture
+def demo_env(
+    emulator: EmulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> DuckDBWarehouse:
+    """The emulator with the demo org, the demo project's env vars, literal raw tables."""
+    emulator.emulator.reset(demo_org())
+    for key, value in emulator_environment(emulator, tmp_path).items():
+        if key != "DAGSTER_HOME":
+            monkeypatch.setenv(key, value)
+    warehouse = DuckDBWarehouse.at(str(tmp_path / "warehouse.duckdb"))
+    warehouse.replace_table("raw_accounts", raw_accounts())
+    warehouse.replace_table("raw_contacts", raw_contacts())
+    return warehouse
+
+
+def run(
+    defs: dg.Definitions, selection: list[dg.AssetKey], partition: str | None = None
+) -> dg.ExecuteInProcessResult:
+    assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition | dg.AssetSpec)]
+    return dg.materialize(
+        assets,
+        selection=selection,
+        partition_key=partition,
+        resources=dict(defs.resources or {}),
+        raise_on_error=False,
+    )
+
+
+def metadata_of(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> dict[str, Any]:
+    assert result.success, [e.message for e in result.get_step_failure_events()]
+    for event in result.get_asset_materialization_events():
+        mat = event.step_materialization_data.materialization
+        if mat.asset_key == key:
+            return {k: v.value for k, v in mat.metadata.items()}
+    raise AssertionError(f"no materialization of {key}")
+
+
+def check_of(result: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluation:
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert evaluation.check_name == CHECK_NAME
+    return evaluation
+
+
+def table_rows(value: Any) -> list[dict[str, Any]]:
+    return [dict(r.data) for r in value.records]
+
+
+def test_accounts_sync_metadata_values_and_check(
+    demo_env: DuckDBWarehouse, emulator: EmulatorServer
+) -> None:
+    defs = build_definitions(DEMO_PROJECT_DIR)
+    models = run(defs, MODELS)
+    assert metadata_of(models, dg.AssetKey(["accounts"]))["dagster/row_count"] == 5
+
+    result = run(defs, [ACCOUNTS_SYNC])
+    md = metadata_of(result, ACCOUNTS_SYNC)
+    counts = {
+        k: md[f"sf/{k}"]
+        for k in (
+            "records_read",
+            "invalid",
+            "created",
+            "updated",
+            "unchanged",
+            "rejected",
+            "skipped",
+            "pending_retries",
+        )
+    }
+    assert counts == {
+        "records_read": 5,
+        "invalid": 1,
+        "created": 3,
+        "updated": 0,
+        "unchanged": 0,
+        "rejected": 1,
+        "skipped": 2,
+        "pending_retries": 1,
+    }
+    errors = {row["code"]: row for row in table_rows(md["sf/error_codes"])}
+    assert errors[TRIGGER]["count"] == 1
+    assert (errors[TRIGGER]["cause"], errors[TRIGGER]["fix"]) == ERROR_GUIDE[TRIGGER]
+    (rejected,) = table_rows(md["sf/rejected_sample"])
+    assert (rejected["key"], rejected["code"]) == ("A5", TRIGGER)
+    assert "Atlantis" in rejected["message"]
+    (invalid,) = table_rows(md["sf/invalid_sample"])
+    assert (invalid["key"], invalid["column"]) == ("A4", "name")
+    assert (
+        md["sf/api_calls_total"] > 0
+        and sum(md["sf/api_calls"].values()) == md["sf/api_calls_total"]
+    )
+    assert md["sf/object"] == "Account"
+    assert emulator.org.count("Account") == 3
+
+    check = check_of(result)
+    assert not check.passed  # 2 of 5 skipped, threshold 5%
+    assert check.metadata["sf/rejected_fraction"].value == pytest.approx(0.4)
+
+    # Second run, nothing changed: nothing re-sent except the pending reject, retried.
+    again = metadata_of(run(defs, [ACCOUNTS_SYNC]), ACCOUNTS_SYNC)
+    assert (again["sf/created"], again["sf/updated"], again["sf/unchanged"]) == (0, 0, 3)
+    assert again["sf/rejected"] == 1
+
+    # Fix the data: the rejected record goes through, the check passes (the invalid one stays).
+    demo_env.execute("update raw_accounts set billing_country = 'Portugal' where account_id = 'A5'")
+    demo_env.execute("update raw_accounts set name = 'Long Ltd' where account_id = 'A4'")
+    run(defs, [dg.AssetKey(["accounts"])])
+    fixed = run(defs, [ACCOUNTS_SYNC])
+    md3 = metadata_of(fixed, ACCOUNTS_SYNC)
+    assert (
+        md3["sf/created"],
+        md3["sf/rejected"],
+        md3["sf/invalid"],
+        md3["sf/pending_retries"],
+    ) == (2, 0, 0, 0)
+    assert check_of(fixed).passed
+    assert emulator.org.count("Account") == 5
+
+
+def test_hash_partitioned_contacts_after_accounts(
+    demo_env: DuckDBWarehouse, emulator: EmulatorServer
+) -> None:
+    defs = build_definitions(DEMO_PROJECT_DIR)
+    assert run(defs, MODELS).success
+    assert run(defs, [ACCOUNTS_SYNC]).success
+    buckets = bucket_of(pl.Series([f"C{i}" for i in range(1, 9)]), 4).to_list()
+    bad_bucket = f"b{buckets[7]:02d}"
+    totals = {"records_read": 0, "created": 0, "rejected": 0}
+    for part in ["b00", "b01", "b02", "b03"]:
+        result = run(defs, [CONTACTS_SYNC], part)
+        md = metadata_of(result, CONTACTS_SYNC)
+        assert md["sf/partition"] == part
+        assert md["sf/records_read"] == buckets.count(int(part[1:]))
+        for key in totals:
+            totals[key] += md[f"sf/{key}"]
+        assert check_of(result).passed == (part != bad_bucket)
+        if part == bad_bucket:
+            (row,) = table_rows(md["sf/rejected_sample"])
+            assert row["key"] == "C8"
+            assert row["code"] == "INVALID_FIELD"
+            assert "NOPE" in row["message"]
+    assert totals == {"records_read": 8, "created": 7, "rejected": 1}
+    assert emulator.org.count("Contact") == 7
+
+
+def test_describe_problem_fails_the_run_naming_sync_and_field(
+    demo_env: DuckDBWarehouse, tmp_path: Path
+) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(DEMO_PROJECT_DIR, project, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    sync_file = project / "syncs" / "salesforce_accounts.yaml"
+    sync_file.write_text(sync_file.read_text().replace("target: Industry}", "target: Industri}"))
+    defs = build_definitions(project)
+    assert run(defs, MODELS).success
+    result = run(defs, [ACCOUNTS_SYNC])
+    assert not result.success
+    (failure,) = result.get_step_failure_events()
+    text = failure.step_failure_data.error.message if failure.step_failure_data.error else ""
+    user = failure.step_failure_data.user_failure_data
+    description = user.description if user else ""
+    combined = f"{text}\n{description}"
+    assert "salesforce_accounts" in combined
+    assert "Industri" in combined
