@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,8 +10,7 @@ import polars as pl
 import pytest
 
 from sf_activations.emulator.errors import SalesforceError
-from sf_activations.emulator.ids import IdAllocator
-from sf_activations.emulator.org import BulkOutcome, Permissions
+from sf_activations.emulator.org import Org
 from sf_activations.emulator.schema import (
     FieldDef,
     ObjectDef,
@@ -27,7 +24,7 @@ NOW = datetime(2024, 9, 10, 13, 57, 45, tzinfo=UTC)
 
 
 # ---------------------------------------------------------------------------------------------
-# A stand-in org (until org.py lands): canonical rows behind the Org API that soql.py uses.
+# A real Org on the default schema plus a few test fields, seeded through its DML.
 # ---------------------------------------------------------------------------------------------
 
 
@@ -66,93 +63,17 @@ def _schema() -> Schema:
     return schema
 
 
-class StandInOrg:
-    """Just enough of ``Org`` for the SOQL engine (used until org.py's bodies land)."""
-
-    def __init__(self, schema: Schema, *, clock: Any = None) -> None:
-        self.lock = threading.RLock()
-        self.schema = schema
-        self.permissions = Permissions()
-        self.username = "admin@emulator.example"
-        self._rows: dict[str, dict[str, dict[str, Any]]] = {}
-        self._ids = {o.name: IdAllocator(o.key_prefix) for o in self.schema.objects()}
-        self.user_id = self._ids["User"].next()
-        self._rows["User"] = {
-            self.user_id: {"Id": self.user_id, "IsDeleted": False, "Username": self.username}
-        }
-
-    def object_def(self, sobject: str) -> ObjectDef:
-        obj = self.schema.get(sobject)
-        if obj is None:
-            raise SalesforceError("NOT_FOUND", "The requested resource does not exist", status=404)
-        return obj
-
-    def visible_field(self, sobject: str, field: str) -> FieldDef | None:
-        obj = self.object_def(sobject)
-        found = obj.field(field)
-        if found is None or self.permissions.field_access(obj.name, found.name) == "none":
-            return None
-        return found
-
-    def create(self, sobject: str, values: dict[str, Any]) -> str:
-        obj = self.object_def(sobject)
-        record_id = self._ids[obj.name].next()
-        row: dict[str, Any] = {f.name: None for f in obj.fields}
-        row.update(Id=record_id, IsDeleted=False, CreatedDate=_format(NOW))
-        if obj.field("OwnerId"):
-            row["OwnerId"] = self.user_id
-        for key, value in values.items():
-            field = obj.field(key)
-            assert field is not None, key
-            row[field.name] = value
-        self._rows.setdefault(obj.name, {})[record_id] = row
-        return record_id
-
-    def bulk_apply(self, sobject: str, operation: str, frame: pl.DataFrame) -> BulkOutcome:
-        assert operation == "insert"
-        obj = self.object_def(sobject)
-        ids = []
-        for values in frame.iter_rows(named=True):
-            typed = {
-                k: (int(v) if obj.field(k).type == "int" else v)  # type: ignore[union-attr]
-                for k, v in values.items()
-            }
-            ids.append(self.create(sobject, typed))
-        return BulkOutcome(ids=ids, created=[True] * len(ids), errors=[None] * len(ids))
-
-    def delete(self, sobject: str, record_id: str) -> None:
-        self._rows[self.object_def(sobject).name][record_id]["IsDeleted"] = True
-
-    def rows(self, sobject: str, *, include_deleted: bool = False) -> Iterator[dict[str, Any]]:
-        for row in self._rows.get(self.object_def(sobject).name, {}).values():
-            if include_deleted or not row["IsDeleted"]:
-                yield row
-
-    def row(
-        self, sobject: str, record_id: str, *, include_deleted: bool = True
-    ) -> dict[str, Any] | None:
-        row = self._rows.get(self.object_def(sobject).name, {}).get(record_id)
-        if row is None or (row["IsDeleted"] and not include_deleted):
-            return None
-        return row
-
-    def sobject_of_id(self, record_id: str) -> str | None:
-        for obj in self.schema.objects():
-            if record_id.startswith(obj.key_prefix):
-                return obj.name
-        return None
+def _new_org() -> Org:
+    return Org(_schema(), clock=lambda: NOW)
 
 
-def _format(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+@pytest.fixture(scope="module")
+def org() -> Org:
+    """One seeded org shared by the read-only tests (tests that change it build their own)."""
+    return _seeded_org()
 
 
-def _new_org() -> StandInOrg:
-    return StandInOrg(_schema(), clock=lambda: NOW)
-
-
-@pytest.fixture
-def org() -> StandInOrg:
+def _seeded_org() -> Org:
     org = _new_org()
     acme = org.create(
         "Account",
@@ -171,7 +92,7 @@ def org() -> StandInOrg:
             "Name": "beta corp",
             "External_Id__c": "BETA-2",
             "NumberOfEmployees": 5,
-            "AnnualRevenue": 250.5,
+            "AnnualRevenue": 250.0,
             "ParentId": acme,
         },
     )
@@ -214,17 +135,17 @@ def org() -> StandInOrg:
     return org
 
 
-def q(org: StandInOrg, soql: str, **kw: Any) -> list[dict[str, Any]]:
-    return execute_soql(org, soql, now=NOW, **kw).records  # type: ignore[arg-type]
+def q(org: Org, soql: str, **kw: Any) -> list[dict[str, Any]]:
+    return execute_soql(org, soql, now=NOW, **kw).records
 
 
 def names(records: list[dict[str, Any]], field: str = "Name") -> list[Any]:
     return [r[field] for r in records]
 
 
-def error(org: StandInOrg, soql: str, **kw: Any) -> SalesforceError:
+def error(org: Org, soql: str, **kw: Any) -> SalesforceError:
     with pytest.raises(SalesforceError) as info:
-        execute_soql(org, soql, now=NOW, **kw)  # type: ignore[arg-type]
+        execute_soql(org, soql, now=NOW, **kw)
     assert info.value.status == 400
     return info.value
 
@@ -234,8 +155,8 @@ def error(org: StandInOrg, soql: str, **kw: Any) -> SalesforceError:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_record_shape_uses_describe_case_and_explicit_nulls(org: StandInOrg) -> None:
-    result = execute_soql(org, "select id, name, INDUSTRY from account order by name", now=NOW)  # type: ignore[arg-type]
+def test_record_shape_uses_describe_case_and_explicit_nulls(org: Org) -> None:
+    result = execute_soql(org, "select id, name, INDUSTRY from account order by name", now=NOW)
     assert result.total_size == 3
     gamma = result.records[0]
     assert list(gamma) == ["attributes", "Id", "Name", "Industry"]
@@ -247,13 +168,13 @@ def test_record_shape_uses_describe_case_and_explicit_nulls(org: StandInOrg) -> 
     assert gamma["Industry"] is None
 
 
-def test_api_version_goes_into_the_attribute_url(org: StandInOrg) -> None:
+def test_api_version_goes_into_the_attribute_url(org: Org) -> None:
     [rec] = q(org, "SELECT Name FROM Account WHERE Name = 'Acme'", api_version="60.0")
     assert rec["attributes"]["url"].startswith("/services/data/v60.0/sobjects/Account/001")
     assert "Id" not in rec  # not selected, only in the url
 
 
-def test_values_keep_their_json_types(org: StandInOrg) -> None:
+def test_values_keep_their_json_types(org: Org) -> None:
     [rec] = q(
         org,
         "SELECT NumberOfEmployees, AnnualRevenue, CreatedDate, IsDeleted FROM Account "
@@ -265,7 +186,7 @@ def test_values_keep_their_json_types(org: StandInOrg) -> None:
     assert rec["IsDeleted"] is False
 
 
-def test_parent_relationship_fields_nest_and_null_parent_is_null(org: StandInOrg) -> None:
+def test_parent_relationship_fields_nest_and_null_parent_is_null(org: Org) -> None:
     records = q(
         org,
         "SELECT LastName, Account.Name, Account.Owner.Username, Account.Industry "
@@ -284,7 +205,7 @@ def test_parent_relationship_fields_nest_and_null_parent_is_null(org: StandInOrg
     assert smith["Account"] is None
 
 
-def test_self_relationship_and_missing_grandparent(org: StandInOrg) -> None:
+def test_self_relationship_and_missing_grandparent(org: Org) -> None:
     records = q(org, "SELECT Name, Parent.Name, Parent.Parent.Name FROM Account ORDER BY Name")
     by_name = {r["Name"]: r for r in records}
     assert by_name["beta corp"]["Parent"]["Name"] == "Acme"
@@ -292,7 +213,7 @@ def test_self_relationship_and_missing_grandparent(org: StandInOrg) -> None:
     assert by_name["Acme"]["Parent"] is None
 
 
-def test_polymorphic_relationship_follows_the_id_type(org: StandInOrg) -> None:
+def test_polymorphic_relationship_follows_the_id_type(org: Org) -> None:
     records = q(
         org,
         "SELECT RelationType, Relation.LastName FROM EmailMessageRelation ORDER BY RelationType",
@@ -303,12 +224,12 @@ def test_polymorphic_relationship_follows_the_id_type(org: StandInOrg) -> None:
     ] == [("CcAddress", "Lead", "Lee"), ("ToAddress", "Contact", "O'Brien")]
 
 
-def test_object_name_and_alias_prefixes(org: StandInOrg) -> None:
+def test_object_name_and_alias_prefixes(org: Org) -> None:
     assert names(q(org, "SELECT Account.Name FROM Account WHERE Account.Name = 'Acme'")) == ["Acme"]
     assert names(q(org, "SELECT a.Name FROM Account a WHERE a.Name LIKE 'acme'")) == ["Acme"]
 
 
-def test_where_on_parent_field(org: StandInOrg) -> None:
+def test_where_on_parent_field(org: Org) -> None:
     records = q(org, "SELECT LastName FROM Contact WHERE Account.External_Id__c = 'ACME-1'")
     assert names(records, "LastName") == ["O'Brien"]
     records = q(org, "SELECT LastName FROM Contact WHERE Account.Name = null")
@@ -320,24 +241,24 @@ def test_where_on_parent_field(org: StandInOrg) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_count_returns_total_size_and_no_records(org: StandInOrg) -> None:
-    result = execute_soql(org, "SELECT COUNT() FROM Account", now=NOW)  # type: ignore[arg-type]
+def test_count_returns_total_size_and_no_records(org: Org) -> None:
+    result = execute_soql(org, "SELECT COUNT() FROM Account", now=NOW)
     assert (result.total_size, result.records) == (3, [])
-    result = execute_soql(org, "SELECT COUNT() FROM Account WHERE Name LIKE 'a%'", now=NOW)  # type: ignore[arg-type]
+    result = execute_soql(org, "SELECT COUNT() FROM Account WHERE Name LIKE 'a%'", now=NOW)
     assert result.total_size == 1
-    result = execute_soql(org, "SELECT count() FROM Account LIMIT 2", now=NOW)  # type: ignore[arg-type]
+    result = execute_soql(org, "SELECT count() FROM Account LIMIT 2", now=NOW)
     assert result.total_size == 2
-    result = execute_soql(org, "SELECT COUNT() FROM Account", include_deleted=True, now=NOW)  # type: ignore[arg-type]
+    result = execute_soql(org, "SELECT COUNT() FROM Account", include_deleted=True, now=NOW)
     assert result.total_size == 4
 
 
-def test_count_field_is_an_aggregate_result(org: StandInOrg) -> None:
-    result = execute_soql(org, "SELECT COUNT(Id), COUNT(Industry) n FROM Account", now=NOW)  # type: ignore[arg-type]
+def test_count_field_is_an_aggregate_result(org: Org) -> None:
+    result = execute_soql(org, "SELECT COUNT(Id), COUNT(Industry) n FROM Account", now=NOW)
     assert result.total_size == 1
     assert result.records == [{"attributes": {"type": "AggregateResult"}, "expr0": 3, "n": 1}]
 
 
-def test_count_mixed_with_plain_field_is_rejected(org: StandInOrg) -> None:
+def test_count_mixed_with_plain_field_is_rejected(org: Org) -> None:
     err = error(org, "SELECT Name, COUNT(Id) FROM Account")
     assert err.code == "MALFORMED_QUERY"
     assert err.message.endswith(
@@ -362,7 +283,7 @@ def test_count_mixed_with_plain_field_is_rejected(org: StandInOrg) -> None:
         ("NumberOfEmployees >= 5", ["Acme", "beta corp"]),
         ("NumberOfEmployees < 50", ["beta corp"]),
         ("NumberOfEmployees <= 50.0", ["Acme", "beta corp"]),
-        ("AnnualRevenue = 250.5", ["beta corp"]),
+        ("AnnualRevenue = 250", ["beta corp"]),
         ("Industry = null", ["100% Gamma_Co", "beta corp"]),
         ("Industry != null", ["Acme"]),
         ("Industry != 'Energy'", ["100% Gamma_Co", "beta corp"]),  # nulls are != a value
@@ -395,11 +316,11 @@ def test_count_mixed_with_plain_field_is_rejected(org: StandInOrg) -> None:
         ("CreatedDate > 2024-09-10T09:57:46-04:00", []),
     ],
 )
-def test_where_operators(org: StandInOrg, where: str, expected: list[str]) -> None:
+def test_where_operators(org: Org, where: str, expected: list[str]) -> None:
     assert names(q(org, f"SELECT Name FROM Account WHERE {where} ORDER BY Name")) == expected
 
 
-def test_id_filters_accept_15_and_18_character_ids(org: StandInOrg) -> None:
+def test_id_filters_accept_15_and_18_character_ids(org: Org) -> None:
     acme = q(org, "SELECT Id FROM Account WHERE Name = 'Acme'")[0]["Id"]
     for literal in (acme, acme[:15], acme[:15] + acme[15:].lower()):
         records = q(org, f"SELECT Name FROM Account WHERE Id = '{literal}'")
@@ -412,7 +333,7 @@ def test_id_filters_accept_15_and_18_character_ids(org: StandInOrg) -> None:
     assert q(org, f"SELECT Name FROM Account WHERE Id = '{acme[:15].swapcase()}'") == []
 
 
-def test_case_sensitive_unique_field_compares_exactly(org: StandInOrg) -> None:
+def test_case_sensitive_unique_field_compares_exactly(org: Org) -> None:
     assert names(q(org, "SELECT LastName FROM Contact WHERE Code__c = 'abc'"), "LastName") == [
         "Smith"
     ]
@@ -425,7 +346,7 @@ def test_case_sensitive_unique_field_compares_exactly(org: StandInOrg) -> None:
     ]
 
 
-def test_string_escapes(org: StandInOrg) -> None:
+def test_string_escapes(org: Org) -> None:
     assert names(
         q(org, "SELECT LastName FROM Contact WHERE LastName = 'o\\'brien'"), "LastName"
     ) == ["O'Brien"]
@@ -434,7 +355,7 @@ def test_string_escapes(org: StandInOrg) -> None:
     assert query.where.value.value == 'a\nb\tc\\d"eé'  # type: ignore[union-attr]
 
 
-def test_boolean_and_date_filters(org: StandInOrg) -> None:
+def test_boolean_and_date_filters(org: Org) -> None:
     assert names(
         q(org, "SELECT LastName FROM Contact WHERE HasOptedOutOfEmail = TRUE"), "LastName"
     ) == ["O'Brien"]
@@ -457,12 +378,12 @@ def test_boolean_and_date_filters(org: StandInOrg) -> None:
         ("LAST_YEAR", []),
     ],
 )
-def test_date_literals_on_date_fields(org: StandInOrg, literal: str, expected: list[str]) -> None:
+def test_date_literals_on_date_fields(org: Org, literal: str, expected: list[str]) -> None:
     records = q(org, f"SELECT LastName FROM Contact WHERE Birthdate = {literal}")
     assert names(records, "LastName") == expected
 
 
-def test_date_literals_on_datetime_fields(org: StandInOrg) -> None:
+def test_date_literals_on_datetime_fields(org: Org) -> None:
     # Records were created at NOW, a Tuesday afternoon (UTC).
     def count(where: str) -> int:
         return len(q(org, f"SELECT Name FROM Account WHERE CreatedDate {where}"))
@@ -482,7 +403,18 @@ def test_date_literals_on_datetime_fields(org: StandInOrg) -> None:
     assert count("= N_DAYS_AGO:0") == 3
 
 
-def test_multipicklist_includes_excludes_and_equals(org: StandInOrg) -> None:
+def test_date_literals_follow_the_org_clock_by_default(org: Org) -> None:
+    # The org's clock says 2024-09-10, the day these records were created.
+    result = execute_soql(org, "SELECT Id FROM Account WHERE CreatedDate = TODAY")
+    assert result.total_size == 3
+    later = datetime(2024, 9, 12, tzinfo=UTC)
+    assert (
+        execute_soql(org, "SELECT Id FROM Account WHERE CreatedDate = TODAY", now=later).total_size
+        == 0
+    )
+
+
+def test_multipicklist_includes_excludes_and_equals(org: Org) -> None:
     def last_names(where: str) -> list[str]:
         return names(
             q(org, f"SELECT LastName FROM Contact WHERE {where} ORDER BY LastName"), "LastName"
@@ -495,7 +427,7 @@ def test_multipicklist_includes_excludes_and_equals(org: StandInOrg) -> None:
     assert last_names("Interests__c = 'chess;golf'") == ["O'Brien"]
 
 
-def test_semi_join_and_anti_join(org: StandInOrg) -> None:
+def test_semi_join_and_anti_join(org: Org) -> None:
     records = q(
         org,
         "SELECT Name FROM Account WHERE Id IN (SELECT AccountId FROM Contact WHERE Email LIKE '%acme%')",
@@ -510,7 +442,7 @@ def test_semi_join_and_anti_join(org: StandInOrg) -> None:
     assert names(records, "LastName") == ["O'Brien"]
 
 
-def test_semi_join_errors(org: StandInOrg) -> None:
+def test_semi_join_errors(org: Org) -> None:
     err = error(org, "SELECT Id FROM Account WHERE Name IN (SELECT LastName FROM Contact)")
     assert err.code == "MALFORMED_QUERY"
     assert "ERROR at Row:1:Column:30\nInvalid field for semi join: Name." in err.message
@@ -529,7 +461,7 @@ def test_semi_join_errors(org: StandInOrg) -> None:
     )
 
 
-def test_deleted_rows_only_with_include_deleted(org: StandInOrg) -> None:
+def test_deleted_rows_only_with_include_deleted(org: Org) -> None:
     assert q(org, "SELECT Name FROM Account WHERE External_Id__c = 'DEL-4'") == []
     records = q(
         org, "SELECT Name, IsDeleted FROM Account WHERE IsDeleted = true", include_deleted=True
@@ -542,7 +474,7 @@ def test_deleted_rows_only_with_include_deleted(org: StandInOrg) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_order_by_directions_and_nulls(org: StandInOrg) -> None:
+def test_order_by_directions_and_nulls(org: Org) -> None:
     def order(clause: str) -> list[str]:
         return names(q(org, f"SELECT Name FROM Account ORDER BY {clause}"))
 
@@ -555,7 +487,7 @@ def test_order_by_directions_and_nulls(org: StandInOrg) -> None:
     assert order("Parent.Name DESC NULLS LAST, Name") == ["beta corp", "100% Gamma_Co", "Acme"]
 
 
-def test_limit_and_offset(org: StandInOrg) -> None:
+def test_limit_and_offset(org: Org) -> None:
     assert names(q(org, "SELECT Name FROM Account ORDER BY Name LIMIT 2")) == [
         "100% Gamma_Co",
         "Acme",
@@ -565,14 +497,14 @@ def test_limit_and_offset(org: StandInOrg) -> None:
     assert q(org, "SELECT Name FROM Account LIMIT 0") == []
 
 
-def test_with_security_enforced_is_accepted(org: StandInOrg) -> None:
+def test_with_security_enforced_is_accepted(org: Org) -> None:
     records = q(org, "SELECT Name FROM Account WHERE Name = 'Acme' WITH SECURITY_ENFORCED LIMIT 1")
     assert names(records) == ["Acme"]
     err = error(org, "SELECT Name FROM Account WITH DATA CATEGORY Geography__c AT usa__c")
     assert err.message.endswith("unexpected token: 'DATA'")
 
 
-def test_for_view_is_accepted_and_for_update_rejected(org: StandInOrg) -> None:
+def test_for_view_is_accepted_and_for_update_rejected(org: Org) -> None:
     assert len(q(org, "SELECT Name FROM Account FOR VIEW")) == 3
     err = error(org, "SELECT Name FROM Account FOR UPDATE")
     assert err.code == "MALFORMED_QUERY"
@@ -583,7 +515,7 @@ def test_for_view_is_accepted_and_for_update_rejected(org: StandInOrg) -> None:
     assert "queryAll" in err.message
 
 
-def test_offset_above_2000_is_out_of_range(org: StandInOrg) -> None:
+def test_offset_above_2000_is_out_of_range(org: Org) -> None:
     err = error(org, "SELECT Name FROM Account OFFSET 2001")
     assert err.code == "NUMBER_OUTSIDE_VALID_RANGE"
     assert err.message == (
@@ -602,7 +534,7 @@ _FIELD_HINT = (
 )
 
 
-def test_unknown_field_is_invalid_field_with_the_real_message(org: StandInOrg) -> None:
+def test_unknown_field_is_invalid_field_with_the_real_message(org: Org) -> None:
     # Mirrors a message captured from a real org (Bacon__c on Account).
     err = error(org, "SELECT Bacon__c FROM Account LIMIT 2")
     assert err.code == "INVALID_FIELD"
@@ -612,7 +544,7 @@ def test_unknown_field_is_invalid_field_with_the_real_message(org: StandInOrg) -
     )
 
 
-def test_unknown_field_in_where_order_and_parent(org: StandInOrg) -> None:
+def test_unknown_field_in_where_order_and_parent(org: Org) -> None:
     err = error(org, "SELECT Id FROM Account WHERE Nmae = 'x'")
     assert err.code == "INVALID_FIELD"
     assert "ERROR at Row:1:Column:30\nNo such column 'Nmae' on entity 'Account'." in err.message
@@ -622,7 +554,7 @@ def test_unknown_field_in_where_order_and_parent(org: StandInOrg) -> None:
     assert "ERROR at Row:1:Column:8\nNo such column 'Nmae' on entity 'Account'." in err.message
 
 
-def test_unknown_relationship(org: StandInOrg) -> None:
+def test_unknown_relationship(org: Org) -> None:
     err = error(org, "SELECT Acount.Name FROM Contact")
     assert err.code == "INVALID_FIELD"
     assert err.message.endswith(
@@ -636,7 +568,8 @@ def test_unknown_relationship(org: StandInOrg) -> None:
     assert "Didn't understand relationship 'AccountId'" in err.message
 
 
-def test_field_hidden_by_field_level_security_is_unknown(org: StandInOrg) -> None:
+def test_field_hidden_by_field_level_security_is_unknown() -> None:
+    org = _seeded_org()
     assert q(org, "SELECT Secret__c FROM Account WHERE Name = 'Acme'")[0]["Secret__c"] == "s1"
     org.permissions.set_field("Account", "Secret__c", "none")
     err = error(org, "SELECT Secret__c FROM Account")
@@ -647,7 +580,7 @@ def test_field_hidden_by_field_level_security_is_unknown(org: StandInOrg) -> Non
     assert "Didn't understand relationship 'Owner'" in err.message
 
 
-def test_unknown_object_matches_the_real_capture(org: StandInOrg) -> None:
+def test_unknown_object_matches_the_real_capture(org: Org) -> None:
     # amp-labs/connectors providers/salesforce/test/unknown-object.json, captured from a real org.
     err = error(org, "SELECT Id,Name,BillingCity,IsDeleted FROM Accout")
     assert err.code == "INVALID_TYPE"
@@ -659,7 +592,8 @@ def test_unknown_object_matches_the_real_capture(org: StandInOrg) -> None:
     )
 
 
-def test_unqueryable_or_unreadable_object_is_not_supported(org: StandInOrg) -> None:
+def test_unqueryable_or_unreadable_object_is_not_supported() -> None:
+    org = _seeded_org()
     err = error(org, "SELECT Id FROM Hidden__c")
     assert (err.code, "sObject type 'Hidden__c' is not supported." in err.message) == (
         "INVALID_TYPE",
@@ -736,13 +670,13 @@ def test_unqueryable_or_unreadable_object_is_not_supported(org: StandInOrg) -> N
         ),
     ],
 )
-def test_malformed_queries(org: StandInOrg, soql: str, tail: str) -> None:
+def test_malformed_queries(org: Org, soql: str, tail: str) -> None:
     err = error(org, soql)
     assert err.code == "MALFORMED_QUERY"
     assert err.message.endswith(tail), err.message
 
 
-def test_malformed_query_echo_and_caret(org: StandInOrg) -> None:
+def test_malformed_query_echo_and_caret(org: Org) -> None:
     err = error(org, "SELECT Id FROM Account WHERE Name = 'x' LIMT 5")
     assert err.message == (
         "\nId FROM Account WHERE Name = 'x' LIMT 5\n" + " " * 33 + "^\n"
@@ -750,7 +684,7 @@ def test_malformed_query_echo_and_caret(org: StandInOrg) -> None:
     )
 
 
-def test_long_query_echo_is_cut_to_words_around_the_error(org: StandInOrg) -> None:
+def test_long_query_echo_is_cut_to_words_around_the_error(org: Org) -> None:
     # Shape of a real capture: the snippet starts and ends on word boundaries ~32 characters
     # either side of the error.
     soql = "SELECT Id, Name, NumberOfEmployees, AnnualRevenue, Industry, Bogus__c, OwnerId, ParentId FROM Account"
@@ -762,7 +696,7 @@ def test_long_query_echo_is_cut_to_words_around_the_error(org: StandInOrg) -> No
     )
 
 
-def test_multi_line_query_reports_row_and_column(org: StandInOrg) -> None:
+def test_multi_line_query_reports_row_and_column(org: Org) -> None:
     err = error(org, "SELECT Id\nFROM Account\nWHERE Nmae = 'x'")
     assert err.message.startswith(
         "\nWHERE Nmae = 'x'\n      ^\nERROR at Row:3:Column:7\nNo such column"
@@ -801,13 +735,13 @@ def test_multi_line_query_reports_row_and_column(org: StandInOrg) -> None:
         ),
     ],
 )
-def test_filter_type_errors(org: StandInOrg, where: str, message: str) -> None:
+def test_filter_type_errors(org: Org, where: str, message: str) -> None:
     err = error(org, f"SELECT Id FROM Account WHERE {where}")
     assert err.code == "INVALID_QUERY_FILTER_OPERATOR"
     assert err.message.endswith("\n" + message), err.message
 
 
-def test_long_text_cannot_be_filtered_and_multipicklist_cannot_be_sorted(org: StandInOrg) -> None:
+def test_long_text_cannot_be_filtered_and_multipicklist_cannot_be_sorted(org: Org) -> None:
     err = error(org, "SELECT Id FROM Account WHERE Description = 'x'")
     assert err.code == "INVALID_FIELD"
     assert err.message.endswith(
@@ -822,12 +756,12 @@ def test_long_text_cannot_be_filtered_and_multipicklist_cannot_be_sorted(org: St
     assert q(org, "SELECT Description FROM Account WHERE Name = 'Acme'")[0]["Description"] is None
 
 
-def test_duplicate_field_is_rejected(org: StandInOrg) -> None:
+def test_duplicate_field_is_rejected(org: Org) -> None:
     err = error(org, "SELECT Name, Id, name FROM Account")
     assert err.message.endswith("ERROR at Row:1:Column:18\nduplicate field selected: name")
 
 
-def test_invalid_date_literal_is_malformed(org: StandInOrg) -> None:
+def test_invalid_date_literal_is_malformed(org: Org) -> None:
     err = error(org, "SELECT Id FROM Contact WHERE Birthdate = 2024-02-30")
     assert err.code == "MALFORMED_QUERY"
     assert err.message.endswith(
@@ -857,7 +791,7 @@ def test_in_filter_over_100k_records_is_fast() -> None:
         ", ".join(f"'{v}'" for v in wanted)
     )
     started = time.perf_counter()
-    result = execute_soql(org, soql)  # type: ignore[arg-type]
+    result = execute_soql(org, soql)
     elapsed = time.perf_counter() - started
     assert result.total_size == 200
     assert result.records[1]["External_Id__c"] == "EXT-500"
