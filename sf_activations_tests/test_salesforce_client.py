@@ -399,3 +399,38 @@ def test_bulk_close_whose_response_was_lost(server: EmulatorServer) -> None:
         assert counted["bulk_create"] == counted["bulk_upload"] == 1
         assert counted["bulk_close"] == 2
         assert "bulk_abort" not in counted
+
+
+def test_request_level_lock_error_is_retried(client: SalesforceClient) -> None:
+    # The emulator reports locks per record; a whole request refused for a lock (as Salesforce
+    # does for some parent-record locks) is injected in front of the real transport.
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    session: requests.Session = client._session
+    real = session.get_adapter("https://127.0.0.1")
+
+    class LockOnce(HTTPAdapter):
+        refused = 0
+
+        def send(
+            self, request: requests.PreparedRequest, *args: object, **kwargs: object
+        ) -> requests.Response:  # type: ignore[override]
+            if request.method == "PATCH" and LockOnce.refused == 0:
+                LockOnce.refused += 1
+                response = requests.Response()
+                response.status_code = 400
+                response._content = (
+                    b'[{"message":"unable to obtain exclusive access to this record",'
+                    b'"errorCode":"UNABLE_TO_LOCK_ROW"}]'
+                )
+                response.request = request
+                return response
+            return real.send(request, *args, **kwargs)  # type: ignore[arg-type]
+
+    session.mount("https://", LockOnce())
+    outcomes = client.collection_upsert(
+        "Account", "External_Id__c", [{"External_Id__c": "L1", "Name": "Locked"}]
+    )
+    assert outcomes[0].success and LockOnce.refused == 1
+    assert calls(client) == {"collections": 2}
