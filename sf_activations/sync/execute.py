@@ -68,18 +68,23 @@ class ExecutionResult:
         return ExecutionResult(outcomes=pl.DataFrame(schema=OUTCOME_SCHEMA))
 
     def merge(self, other: ExecutionResult) -> ExecutionResult:
-        """Both results, self first; a later outcome for the same key wins."""
-        outcomes = pl.concat([self.outcomes, other.outcomes]).unique(
-            subset="key", keep="last", maintain_order=True
-        )
+        """Both results, self first (outcomes are appended: call ``settled`` once at the end)."""
         return ExecutionResult(
-            outcomes=outcomes,
+            outcomes=pl.concat([self.outcomes, other.outcomes], rechunk=False),
             bulk_job_ids=self.bulk_job_ids + other.bulk_job_ids,
             sf_processing_ms=self.sf_processing_ms + other.sf_processing_ms,
             apex_ms=self.apex_ms + other.apex_ms,
             stopped=self.stopped or other.stopped,
             jobs=self.jobs + other.jobs,
         )
+
+    def settled(self) -> ExecutionResult:
+        """One outcome per key: the last one (a retry's outcome replaces the first attempt's).
+
+        Done once per run rather than per merge, which would be quadratic in the batch count.
+        """
+        outcomes = self.outcomes.unique(subset="key", keep="last", maintain_order=True)
+        return replace(self, outcomes=outcomes)
 
 
 # ---------------------------------------------------------------------------- CSV and JSON
@@ -307,7 +312,7 @@ def execute_plan(
             f"{batch.sobject} record(s) via {batch.transport}"
         )
         result = result.merge(_execute_batch(run, batch, transient_retries))
-    return result
+    return result.settled()
 
 
 def _quiet(_: str) -> None:
@@ -505,7 +510,7 @@ def reconcile_journal(
         result = result.merge(_finish_job(run, entry, entry.job_id))
         if result.stopped is not None:
             break
-    return result
+    return result.settled()
 
 
 def error_counts(outcomes: pl.DataFrame) -> Mapping[str, int]:
