@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
 import requests
+from simple_salesforce import Salesforce, SFType
 from simple_salesforce.exceptions import (
     SalesforceAuthenticationFailed,
     SalesforceExpiredSession,
     SalesforceGeneralError,
+    SalesforceMalformedRequest,
     SalesforceRefusedRequest,
 )
 
@@ -174,3 +178,114 @@ def test_reset_over_http(emulator: EmulatorServer, emulator_http: requests.Sessi
     assert response.json()["org_id"] == emulator.org.org_id
     assert emulator.emulator.faults.pending() == []
     assert not emulator.emulator.app_blocked
+
+
+# ---- org rules and metadata through the real org ---------------------------------------------
+
+
+def obj(sf: Salesforce, name: str) -> SFType:
+    """``sf.<name>`` typed as the REST handle (simple-salesforce's __getattr__ is a union)."""
+    return cast(SFType, getattr(sf, name))
+
+
+def error_code(exc: SalesforceMalformedRequest) -> str:
+    content = exc.content
+    assert isinstance(content, list)
+    return str(content[0]["errorCode"])
+
+
+def test_trigger_and_clear_rules_over_http(
+    emulator: EmulatorServer, emulator_http: requests.Session, sf: Salesforce
+) -> None:
+    added = admin(
+        emulator,
+        emulator_http,
+        "POST",
+        "/triggers",
+        json={
+            "sobject": "Contact",
+            "field": "LastName",
+            "equals": "Reject",
+            "message": "no thanks",
+        },
+    )
+    assert added.status_code == 200
+    with pytest.raises(SalesforceMalformedRequest) as excinfo:
+        obj(sf, "Contact").create({"LastName": "Reject"})
+    assert error_code(excinfo.value) == "CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY"
+    assert obj(sf, "Contact").create({"LastName": "Keep"})["success"] is True
+    admin(emulator, emulator_http, "DELETE", "/rules")
+    assert obj(sf, "Contact").create({"LastName": "Reject"})["success"] is True
+
+
+def test_lock_rule_over_http(
+    emulator: EmulatorServer, emulator_http: requests.Session, sf: Salesforce
+) -> None:
+    account_id = obj(sf, "Account").create({"Name": "Locked Inc"})["id"]
+    admin(emulator, emulator_http, "POST", "/lock-rules", json={"sobject": "Account", "count": 1})
+    with pytest.raises(SalesforceMalformedRequest) as excinfo:
+        obj(sf, "Account").update(account_id, {"Name": "Renamed"})
+    assert error_code(excinfo.value) == "UNABLE_TO_LOCK_ROW"
+    assert obj(sf, "Account").update(account_id, {"Name": "Renamed"}) == 204  # the rule fired once
+    bad_share = admin(emulator, emulator_http, "POST", "/lock-rules", json={"share": 2})
+    assert bad_share.status_code == 400
+
+
+def test_convert_lead_over_http(
+    emulator: EmulatorServer, emulator_http: requests.Session, sf: Salesforce
+) -> None:
+    lead_id = obj(sf, "Lead").create({"LastName": "Lovelace", "Company": "Analytical Engines"})[
+        "id"
+    ]
+    response = admin(emulator, emulator_http, "POST", f"/leads/{lead_id}/convert", json={})
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["success"] is True
+    assert result["leadId"][:15] == lead_id[:15]
+    assert obj(sf, "Account").get(result["accountId"])["Name"] == "Analytical Engines"
+    assert obj(sf, "Contact").get(result["contactId"])["LastName"] == "Lovelace"
+    with pytest.raises(SalesforceMalformedRequest) as excinfo:
+        obj(sf, "Lead").update(lead_id, {"LastName": "Byron"})
+    assert error_code(excinfo.value) == "CANNOT_UPDATE_CONVERTED_LEAD"
+    again = admin(emulator, emulator_http, "POST", f"/leads/{lead_id}/convert", json={})
+    assert again.status_code == 400
+    assert again.json()["error"] == "CANNOT_UPDATE_CONVERTED_LEAD"
+
+
+def test_add_object_and_field_over_http(
+    emulator: EmulatorServer, emulator_http: requests.Session, sf: Salesforce
+) -> None:
+    created = admin(
+        emulator,
+        emulator_http,
+        "POST",
+        "/objects",
+        json={
+            "name": "Widget__c",
+            "fields": [{"name": "Sku__c", "type": "string", "external_id": True, "unique": True}],
+        },
+    )
+    assert created.status_code == 200, created.text
+    field = admin(
+        emulator,
+        emulator_http,
+        "POST",
+        "/objects/Widget__c/fields",
+        json={"name": "Tier__c", "type": "picklist", "picklist_values": ["Gold", "Silver"]},
+    )
+    assert field.status_code == 200, field.text
+    names = {f["name"] for f in obj(sf, "Widget__c").describe()["fields"]}
+    assert {"Id", "Name", "Sku__c", "Tier__c", "CreatedDate"} <= names
+    widget_id = obj(sf, "Widget__c").create({"Name": "W-1", "Sku__c": "SKU-1", "Tier__c": "Gold"})[
+        "id"
+    ]
+    assert widget_id.startswith(created.json()["key_prefix"])
+    assert obj(sf, "Widget__c").get_by_custom_id("Sku__c", "SKU-1")["Tier__c"] == "Gold"
+    missing = admin(
+        emulator,
+        emulator_http,
+        "POST",
+        "/objects/Nope__c/fields",
+        json={"name": "A__c", "type": "string"},
+    )
+    assert missing.status_code == 400

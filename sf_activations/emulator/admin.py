@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import fields as dataclass_fields
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, cast
 
 from starlette.concurrency import run_in_threadpool
@@ -21,7 +21,7 @@ from sf_activations.emulator.errors import SalesforceError
 
 if TYPE_CHECKING:
     from sf_activations.emulator.faults import RequestKind
-    from sf_activations.emulator.schema import FieldDef, ObjectDef
+    from sf_activations.emulator.schema import FieldDef, ObjectDef, Schema
     from sf_activations.emulator.server import Emulator
 
 PREFIX = "/__admin"
@@ -308,56 +308,99 @@ async def permissions(request: Request) -> Response:
 
 # ---- metadata --------------------------------------------------------------------------------
 
-_TUPLE_FIELDS = ("picklist_values", "reference_to")
+_OBJECT_KEYS = frozenset(
+    {
+        "name",
+        "label",
+        "label_plural",
+        "key_prefix",
+        "fields",
+        "createable",
+        "updateable",
+        "deletable",
+        "queryable",
+    }
+)
+_OBJECT_FLAGS = ("createable", "updateable", "deletable", "queryable")
 
 
-def field_def_from_json(data: Mapping[str, Any]) -> FieldDef:
-    """A ``FieldDef`` from its JSON form (the dataclass's field names; lists for tuples)."""
-    from sf_activations.emulator.schema import FieldDef
+def _field_specs(data: Mapping[str, Any], where: str) -> list[FieldDef]:
+    from sf_activations.emulator.schema import field_from_mapping
 
-    known = {f.name for f in dataclass_fields(FieldDef)}
-    unknown = set(data) - known
-    if unknown:
-        msg = f"unknown field attributes: {', '.join(sorted(unknown))}"
+    specs = data.get("fields") or []
+    if not isinstance(specs, list) or not all(isinstance(f, dict) for f in specs):
+        msg = f"{where}: fields must be a list of field objects"
         raise AdminError(msg)
-    values = dict(data)
-    for key in _TUPLE_FIELDS:
-        if key in values:
-            values[key] = tuple(values[key])
-    return FieldDef(**values)
+    return [field_from_mapping(f, where=f"{where}.fields[{i}]") for i, f in enumerate(specs)]
 
 
-def object_def_from_json(data: Mapping[str, Any]) -> ObjectDef:
-    """An ``ObjectDef`` from its JSON form (``fields`` is a list of field JSON objects)."""
-    from sf_activations.emulator.schema import ObjectDef
+def add_object(schema: Schema, data: Mapping[str, Any]) -> ObjectDef:
+    """Add a custom object (or fields to an existing object) from an org-file style entry.
 
-    known = {f.name for f in dataclass_fields(ObjectDef)}
-    unknown = set(data) - known
-    if unknown:
-        msg = f"unknown object attributes: {', '.join(sorted(unknown))}"
+    ``data`` is one entry of the org file's ``objects`` list (docs/emulator-org.md):
+    ``{"name", "label"?, "label_plural"?, "key_prefix"?, "fields"?: [...], "createable"?...}``.
+    A new object gets the standard fields of every custom object (Id, Name, audit fields).
+    """
+    from sf_activations.emulator.schema import custom_object
+
+    name = data.get("name")
+    if not isinstance(name, str) or not name:
+        msg = "an object needs a 'name'"
         raise AdminError(msg)
-    values = dict(data)
-    values["fields"] = tuple(field_def_from_json(f) for f in values.get("fields", ()))
-    return ObjectDef(**values)
+    unknown = set(data) - _OBJECT_KEYS
+    if unknown:
+        msg = f"unknown object key(s) {sorted(unknown)}; allowed: {sorted(_OBJECT_KEYS)}"
+        raise AdminError(msg)
+    extra = tuple(_field_specs(data, f"objects[{name}]"))
+    existing = schema.get(name)
+    if existing is not None:
+        for f in extra:
+            schema.add_field(existing.name, f)
+        result = schema.get(name)
+        assert result is not None  # it existed a moment ago and objects are never removed
+        return result
+    obj = custom_object(
+        schema,
+        name,
+        label=data.get("label"),
+        label_plural=data.get("label_plural"),
+        key_prefix=data.get("key_prefix"),
+        extra_fields=extra,
+    )
+    flags: dict[str, Any] = {k: bool(data[k]) for k in _OBJECT_FLAGS if k in data}
+    obj = replace(obj, **flags)
+    schema.add_object(obj)
+    return obj
 
 
 async def objects(request: Request) -> Response:
-    """``POST /__admin/objects``: add (or replace) an object definition."""
-    obj = object_def_from_json(await _body(request))
-    _emulator(request).org.schema.add_object(obj)
-    return _ok({"name": obj.name})
+    """``POST /__admin/objects``: add a custom object (or fields of an existing one)."""
+    body = await _body(request)
+    org = _emulator(request).org
+    with org.lock:
+        obj = add_object(org.schema, body)
+    return _ok({"name": obj.name, "key_prefix": obj.key_prefix})
 
 
 async def object_fields(request: Request) -> Response:
-    """``POST /__admin/objects/{sobject}/fields``: add (or replace) one field."""
-    field = field_def_from_json(await _body(request))
+    """``POST /__admin/objects/{sobject}/fields``: add (or replace) one field.
+
+    The body is a field as in the org file: ``{"name", "type", "label"?, "length"?,
+    "external_id"?, "unique"?, "picklist_values"?, "reference_to"?, "default"?, ...}``.
+    """
+    from sf_activations.emulator.schema import field_from_mapping
+
+    body = await _body(request)
     sobject = request.path_params["sobject"]
-    schema = _emulator(request).org.schema
-    if schema.get(sobject) is None:
-        msg = f"no object {sobject!r} in the org"
-        raise AdminError(msg)
-    schema.add_field(sobject, field)
-    return _ok({"object": sobject, "name": field.name})
+    org = _emulator(request).org
+    with org.lock:
+        target = org.schema.get(sobject)
+        if target is None:
+            msg = f"no object {sobject!r} in the org"
+            raise AdminError(msg)
+        field = field_from_mapping(body, where=f"objects/{sobject}/fields")
+        org.schema.add_field(target.name, field)
+    return _ok({"object": target.name, "name": field.name})
 
 
 def routes() -> list[BaseRoute]:
