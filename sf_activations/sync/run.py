@@ -128,7 +128,7 @@ def run_sync_partition(
 
     with phases("commit"):
         _commit_invalid(state, spec.name, partition, invalid)
-        pending = state.counts(spec.name, partition)["pending"]
+        pending = state.pending_count(spec.name, partition)
 
     report = _report(
         spec,

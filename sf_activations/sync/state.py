@@ -67,6 +67,8 @@ CREATE TABLE IF NOT EXISTS record_state (
     updated_at TEXT NOT NULL,
     PRIMARY KEY (sync, partition, key)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS record_state_pending ON record_state (sync, partition)
+    WHERE status = 'pending';
 CREATE TABLE IF NOT EXISTS bulk_jobs (
     entry_id TEXT PRIMARY KEY,
     job_id TEXT,
@@ -217,6 +219,15 @@ class StateStore:
         out = {"synced": 0, "pending": 0}
         out.update({str(s): int(n) for s, n in cur.fetchall()})
         return out
+
+    def pending_count(self, sync: str, partition: str) -> int:
+        """Records of (sync, partition) still pending (a partial index keeps this instant)."""
+        cur = self._conn.execute(
+            "SELECT COUNT(*) FROM record_state INDEXED BY record_state_pending"
+            " WHERE sync = ? AND partition = ? AND status = 'pending'",
+            (sync, partition),
+        )
+        return int(cur.fetchone()[0])
 
     def commit_results(
         self,
