@@ -211,3 +211,28 @@ def test_partitions_in_two_processes(
         assert store.counts("contacts") == {"synced": 200, "pending": 0}
         ids = pl.concat([store.load("contacts", k)["salesforce_id"] for k in keys])
         assert ids.n_unique() == 200
+
+
+def test_row_locks_are_retried_within_the_run(
+    emulator: EmulatorServer, client: SalesforceClient, state: StateStore
+) -> None:
+    emulator.emulator.org.add_lock_rule(sobject="Contact", share=1.0, count=3)
+    report = run_sync_partition(contact_spec(), people(10), client, state)
+    assert (report.created, report.rejected, report.pending_retries) == (10, 0, 0)
+    assert len(report.bulk_job_ids) == 2  # the job, then one smaller job for the 3 locked
+    assert len(contacts(client)) == 10
+
+
+def test_trigger_rejection_is_reported_with_its_code_and_apex_time(
+    emulator: EmulatorServer, client: SalesforceClient, state: StateStore
+) -> None:
+    emulator.emulator.org.add_trigger(
+        "Contact", field="LastName", equals="Person 2", apex_ms_per_record=1.0
+    )
+    report = run_sync_partition(contact_spec(), people(5), client, state)
+    assert (report.created, report.rejected) == (4, 1)
+    assert report.error_counts == {"CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY": 1}
+    assert report.rejected_sample[0]["key"] == "c2"
+    assert report.rejected_fraction == pytest.approx(0.2)
+    row = state.load("contacts", "__all__").filter(pl.col("key") == "c2").row(0, named=True)
+    assert row["status"] == "pending" and row["attempts"] == 1

@@ -341,18 +341,11 @@ def _execute_batch(run: _Run, batch: PlannedBatch, retries_left: int) -> Executi
     keys = transient.get_column("key")
     again = batch.records.filter(pl.col(KEY_COLUMN).is_in(keys.implode()))
     run.progress(f"retrying {again.height} record(s) refused with a transient error (row lock)")
-    # Smaller pieces contend less for the same parent rows: REST when few, else quarter jobs.
+    # The retry carries only the refused records: far fewer rows contend for the same parent
+    # locks than in the first pass. Through REST when few enough (no job to wait for).
     transport: Transport = "rest" if again.height <= run.rest_threshold else "bulk"
     retry = replace(batch, records=again, transport=transport)
-    if transport == "bulk":
-        pieces = [
-            replace(retry, records=again.slice(s, max(1, again.height // 4) + 1))
-            for s in range(0, again.height, max(1, again.height // 4) + 1)
-        ]
-    else:
-        pieces = [retry]
-    for piece in pieces:
-        result = result.merge(_execute_batch(run, piece, retries_left - 1))
+    result = result.merge(_execute_batch(run, retry, retries_left - 1))
     return result
 
 
