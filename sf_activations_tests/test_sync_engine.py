@@ -310,3 +310,30 @@ def test_engine_imports_neither_dagster_nor_simple_salesforce() -> None:
                 names = [node.module]
             for name in names:
                 assert not any(name == b or name.startswith(b + ".") for b in banned), (path, name)
+
+
+def test_outage_before_the_job_exists_leaves_records_pending_then_sends_them(
+    state: StateStore,
+) -> None:
+    fake = FakeSalesforce()
+    fake.unavailable_submits = 1
+    first = run_sync_partition(contact_spec(batch_size=5), people(10), fake, state)
+    # The first job failed to submit, so the run stopped: both batches are pending.
+    assert (first.created, first.rejected, first.pending_retries) == (0, 10, 10)
+    assert first.error_counts == {"SALESFORCE_UNAVAILABLE": 10}
+    assert fake.jobs == {}
+    second = run_sync_partition(contact_spec(batch_size=5), people(10), fake, state)
+    assert (second.created, second.pending_retries) == (10, 0)
+    assert set(fake.sent.values()) == {1}
+
+
+def test_outage_while_waiting_leaves_the_job_to_the_next_run(state: StateStore) -> None:
+    fake = FakeSalesforce()
+    fake.unavailable_waits = 1
+    first = run_sync_partition(contact_spec(), people(6), fake, state)
+    assert first.created == 0 and len(first.bulk_job_ids) == 1
+    assert len(state.journal_open_entries("contacts", "__all__")) == 1
+    second = run_sync_partition(contact_spec(), people(6), fake, state)
+    assert (second.reconciled, second.created, second.unchanged) == (6, 0, 6)
+    assert state.journal_open_entries("contacts", "__all__") == []
+    assert set(fake.sent.values()) == {1} and len(fake.jobs) == 1

@@ -25,6 +25,7 @@ from sf_activations.sync.model import (
     RecordError,
     RecordOutcome,
     SalesforceRequestError,
+    SalesforceUnavailable,
 )
 
 NULL_CELL = "#N/A"
@@ -131,6 +132,8 @@ class FakeSalesforce:
         self.reject = reject
         self.lock_failures: Counter[str] = Counter()  # key -> how many times to refuse it
         self.crash_in_wait = False
+        self.unavailable_submits = 0  # the next N bulk_submit calls fail before a job exists
+        self.unavailable_waits = 0  # the next N bulk_wait calls give up (the job still runs)
         self.jobs: dict[str, _Job] = {}
         self.calls: Counter[str] = Counter()
         self.sent: Counter[str] = Counter()  # external id value -> times it was sent
@@ -228,6 +231,9 @@ class FakeSalesforce:
         external_id_field: str | None = None,
     ) -> str:
         self.calls["bulk_create"] += 1
+        if self.unavailable_submits > 0:
+            self.unavailable_submits -= 1
+            raise SalesforceUnavailable("503 Service Unavailable (3 attempts)")
         self.calls["bulk_upload"] += 1
         self.calls["bulk_close"] += 1
         text = csv_data.decode("utf-8")
@@ -263,6 +269,9 @@ class FakeSalesforce:
         self.calls["bulk_poll"] += 1
         job = self.jobs[job_id]
         self._process(job)
+        if self.unavailable_waits > 0:
+            self.unavailable_waits -= 1
+            raise SalesforceUnavailable(f"polling {job_id}: connection reset (3 attempts)")
         if self.crash_in_wait:
             self.crash_in_wait = False
             raise SimulatedCrash(f"process killed while waiting for {job_id}")
