@@ -100,6 +100,16 @@ def test_sandbox_login_reports_sandbox(emulator: EmulatorServer) -> None:
     )
     assert response.status_code == 200
     assert b"<sandbox>true</sandbox>" in response.content
+    # Without the adapter's header, a Host header naming the sandbox login host also counts.
+    envelope = soap_envelope(emulator.connection_info["username"], good_password(emulator))
+    direct = http.post(
+        f"{emulator.url}/services/Soap/u/59.0",
+        envelope,
+        headers={**soap_headers(), "Host": "test.salesforce.com"},
+    )
+    assert b"<sandbox>true</sandbox>" in direct.content
+    plain = http.post(f"{emulator.url}/services/Soap/u/59.0", envelope, headers=soap_headers())
+    assert b"<sandbox>false</sandbox>" in plain.content
 
 
 def test_soap_bad_password_is_invalid_login_fault(emulator: EmulatorServer) -> None:

@@ -2,8 +2,9 @@
 
 They are served on the emulator's own host. Clients reach them through a requests adapter that
 rewrites ``login.salesforce.com``, ``test.salesforce.com`` and ``*.my.salesforce.com`` to the
-emulator and sends the host it replaced as ``X-Original-Host``; without that header a request
-counts as a production login (``login.salesforce.com``). Bodies follow salesforce-api.md §1.
+emulator and sends the host it replaced as ``X-Original-Host``; without that header a Host
+header naming a Salesforce host is used, and otherwise the request counts as a production login
+(``login.salesforce.com``). Bodies follow salesforce-api.md §1.
 """
 
 from __future__ import annotations
@@ -58,8 +59,13 @@ class LoginHost:
 
 def login_host(request: Request) -> LoginHost:
     """Where the client thought it was logging in (``X-Original-Host``, else production)."""
-    host = (request.headers.get(ORIGINAL_HOST_HEADER) or "login.salesforce.com").lower()
-    host = host.split(":", 1)[0]
+    host = request.headers.get(ORIGINAL_HOST_HEADER)
+    if not host:
+        # A client that resolves the Salesforce names to the emulator (the server certificate
+        # covers them) keeps the original Host header; anything else is a production login.
+        sent = request.headers.get("host", "").lower().split(":", 1)[0]
+        host = sent if sent.endswith(".salesforce.com") else "login.salesforce.com"
+    host = host.lower().split(":", 1)[0]
     if host == "test.salesforce.com":
         return LoginHost(host, "test")
     if host.endswith(".my.salesforce.com"):
