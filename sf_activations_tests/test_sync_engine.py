@@ -337,3 +337,19 @@ def test_outage_while_waiting_leaves_the_job_to_the_next_run(state: StateStore) 
     assert (second.reconciled, second.created, second.unchanged) == (6, 0, 6)
     assert state.journal_open_entries("contacts", "__all__") == []
     assert set(fake.sent.values()) == {1} and len(fake.jobs) == 1
+
+
+def test_adding_a_mapping_resends_only_records_with_a_value_for_it(state: StateStore) -> None:
+    fake = FakeSalesforce()
+    data = people(10).with_columns(
+        pl.when(pl.col("id").is_in(["k1", "k5"])).then(pl.lit("Gold")).otherwise(None).alias("tier")
+    )
+    run_sync_partition(contact_spec(), data, fake, state)
+    spec = contact_spec(mappings=(*contact_spec().mappings, FieldMapping("tier", "Tier__c")))
+    report = run_sync_partition(spec, data, fake, state)
+    assert (report.updated, report.unchanged) == (2, 8)
+    assert fake.csv_uploads[-1].splitlines()[1:] == [
+        "k1,Name 1,p1@example.com,0.5,Gold",
+        "k5,Name 5,p5@example.com,2.5,Gold",
+    ]
+    assert fake.contact("k5")["Tier__c"] == "Gold"
