@@ -304,3 +304,31 @@ def test_cli_runs_until_sigint_and_exits_zero(tmp_path: Path) -> None:
             process.kill()
             process.wait()
     assert "emulator stopped" in process.stdout.read()
+
+
+def test_limits_snapshot_shape_and_bulk_counters(emulator: EmulatorServer) -> None:
+    em = emulator.emulator
+    em.count_bulk_query_job()
+    em.limits.count_bulk_batches(3)
+    sf = login(emulator, "direct")
+    limits = sf.limits()
+    for name in (
+        "DailyApiRequests",
+        "DailyBulkApiBatches",
+        "DailyBulkV2QueryJobs",
+        "DailyBulkV2QueryFileStorageMB",
+    ):
+        assert set(limits[name]) == {"Max", "Remaining"}, name
+    assert limits["DailyBulkV2QueryJobs"] == {"Max": 10000, "Remaining": 9999}
+    assert limits["DailyBulkApiBatches"] == {"Max": 15000, "Remaining": 14997}
+    em.reset()
+    assert em.limits.snapshot()["DailyBulkV2QueryJobs"]["Remaining"] == 10000
+
+
+def test_reset_restores_session_clock_and_lifetime(emulator: EmulatorServer) -> None:
+    sessions = emulator.emulator.sessions
+    sessions.clock = lambda: 0.0
+    sessions.session_seconds = 1
+    emulator.emulator.reset()
+    assert sessions.clock is time.time
+    assert sessions.session_seconds == 7200

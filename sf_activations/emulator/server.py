@@ -16,6 +16,7 @@ import shutil
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,8 +148,12 @@ class Emulator:
         self.faults.clear()
         self.request_log.clear()
         self.limits.reset()
+        self.limits.daily_api_max = self.config.daily_api_limit
         self.app_blocked = False
         self.sessions.expire()
+        # A test may have swapped the clock or shortened sessions: undo that too.
+        self.sessions.clock = time.time
+        self.sessions.session_seconds = self.config.session_seconds
         self.sessions.org_id = self.org.org_id
         self.sessions.issue(self.org.user_id, "initial", token=self.access_token)
         self.bulk_jobs = _new_bulk_store(self)
