@@ -236,3 +236,32 @@ def test_trigger_rejection_is_reported_with_its_code_and_apex_time(
     assert report.rejected_fraction == pytest.approx(0.2)
     row = state.load("contacts", "__all__").filter(pl.col("key") == "c2").row(0, named=True)
     assert row["status"] == "pending" and row["attempts"] == 1
+
+
+def test_create_only_crash_is_reconciled_without_duplicate_inserts(
+    client: SalesforceClient, state: StateStore
+) -> None:
+    spec = contact_spec(behavior="create_only")
+    with pytest.raises(SimulatedCrash):
+        run_sync_partition(spec, people(15), CrashAfterUpload(client), state)  # type: ignore[arg-type]
+    report = run_sync_partition(spec, people(16), client, state)
+    assert (report.reconciled, report.created, report.unchanged) == (15, 1, 15)
+    assert len(client.query("SELECT Id FROM Contact")) == 16
+
+
+def test_update_only_by_id(client: SalesforceClient, state: StateStore) -> None:
+    run_sync_partition(contact_spec(), people(3), client, state)
+    by_key = contacts(client)
+    spec = contact_spec(
+        behavior="update_only",
+        key=SyncKey(source="sf_id", target="Id"),
+        mappings=(FieldMapping("email", "Email"),),
+    )
+    data = pl.DataFrame(
+        {"sf_id": [by_key[f"c{i}"]["Id"] for i in range(3)], "email": ["a@x.io", None, "c@x.io"]}
+    )
+    report = run_sync_partition(spec, data, client, state, partition="ids")
+    assert (report.updated, report.created, report.rejected) == (3, 0, 0)
+    now = contacts(client)
+    assert [now[f"c{i}"]["Email"] for i in range(3)] == ["a@x.io", None, "c@x.io"]
+    assert now["c1"]["LastName"] == "Person 1"

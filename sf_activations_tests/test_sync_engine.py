@@ -353,3 +353,53 @@ def test_adding_a_mapping_resends_only_records_with_a_value_for_it(state: StateS
         "k5,Name 5,p5@example.com,2.5,Gold",
     ]
     assert fake.contact("k5")["Tier__c"] == "Gold"
+
+
+def test_create_only_inserts_new_records_and_never_updates(state: StateStore) -> None:
+    fake = FakeSalesforce()
+    spec = contact_spec(behavior="create_only")
+    first = run_sync_partition(spec, people(5), fake, state)
+    assert first.created == 5 and fake.jobs["750000000000001AAA"].operation == "insert"
+    renamed = people(6).with_columns(pl.lit("Changed").alias("last_name"))
+    second = run_sync_partition(spec, renamed, fake, state)
+    assert (second.created, second.updated) == (1, 0)
+    assert fake.contact("k0")["LastName"] == "Name 0"
+    assert fake.contact("k5")["LastName"] == "Changed"
+
+
+def test_create_only_crash_after_upload_does_not_insert_twice(state: StateStore) -> None:
+    fake = FakeSalesforce()
+    fake.crash_in_wait = True
+    spec = contact_spec(behavior="create_only")
+    with pytest.raises(SimulatedCrash):
+        run_sync_partition(spec, people(12), fake, state)
+    report = run_sync_partition(spec, people(12), fake, state)
+    assert (report.reconciled, report.created) == (12, 0)
+    assert len(fake.records["Contact"]) == 12
+    assert set(fake.sent.values()) == {1}
+
+
+def test_update_only_by_id_updates_existing_records(state: StateStore) -> None:
+    fake = FakeSalesforce()
+    run_sync_partition(contact_spec(), people(3), fake, state)
+    ids = [fake.contact(f"k{i}")["Id"] for i in range(3)]
+    spec = contact_spec(
+        behavior="update_only",
+        key=SyncKey(source="sf_id", target="Id"),
+        mappings=(FieldMapping("email", "Email"),),
+        rest_threshold=1,
+    )
+    data = pl.DataFrame(
+        {"sf_id": [*ids, "003999999999999AAA"], "email": ["n0@x.io", "n1@x.io", None, "z@x.io"]}
+    )
+    report = run_sync_partition(spec, data, fake, state, partition="by_id")
+    assert (report.updated, report.created, report.rejected) == (3, 0, 1)
+    assert report.error_counts == {"INVALID_CROSS_REFERENCE_KEY": 1}
+    assert fake.contact("k0")["Email"] == "n0@x.io"
+    assert fake.contact("k2")["Email"] is None
+    assert fake.contact("k2")["LastName"] == "Name 2"
+    # Small follow-ups go through REST collection updates.
+    data = data.with_columns(pl.lit("again@x.io").alias("email")).head(1)
+    again = run_sync_partition(spec, data, fake, state, partition="by_id")
+    assert again.updated == 1
+    assert fake.rest_payloads[-1] == [{"Id": ids[0], "Email": "again@x.io"}]

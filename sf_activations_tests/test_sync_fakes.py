@@ -192,6 +192,14 @@ class FakeSalesforce:
                     ),
                 )
         existing = self.by_ext(sobject, ext, key) if (op == "upsert" and ext) else None
+        if op == "update":
+            existing = self.records[sobject].get(str(values.get("Id")))
+            if existing is None:
+                return RecordOutcome(
+                    key=key,
+                    success=False,
+                    error=RecordError("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id"),
+                )
         if existing is None:
             for f in describe.fields:
                 if f.required_on_create and values.get(f.name) in (None, ""):
@@ -247,7 +255,8 @@ class FakeSalesforce:
         if job.processed:
             return
         job.processed = True
-        key_index = job.header.index(job.external_id_field or "Id")
+        # The engine puts its key column first (the External ID, or Id for updates).
+        key_index = job.header.index(job.external_id_field) if job.external_id_field else 0
         for row in job.rows:
             values: dict[str, Any] = {
                 h: (None if cell == NULL_CELL else cell)
@@ -331,6 +340,7 @@ class FakeSalesforce:
         self, sobject: str, records: Sequence[Mapping[str, Any]], *, keys: Sequence[str]
     ) -> list[RecordOutcome]:
         self.calls["collection_insert"] += 1
+        self.rest_payloads.append([dict(r) for r in records])
         return [
             self._apply(sobject, "insert", None, r, k) for r, k in zip(records, keys, strict=True)
         ]
@@ -339,7 +349,10 @@ class FakeSalesforce:
         self, sobject: str, records: Sequence[Mapping[str, Any]], *, keys: Sequence[str]
     ) -> list[RecordOutcome]:
         self.calls["collection_update"] += 1
-        raise NotImplementedError
+        self.rest_payloads.append([dict(r) for r in records])
+        return [
+            self._apply(sobject, "update", None, r, k) for r, k in zip(records, keys, strict=True)
+        ]
 
     def collection_delete(self, ids: Sequence[str]) -> list[RecordOutcome]:
         self.calls["collection_delete"] += 1

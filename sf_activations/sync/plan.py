@@ -1,7 +1,8 @@
 """Turn a ChangeSet into Salesforce operations, as the sync's behavior dictates.
 
-Each behavior has a planner in ``PLANNERS``; adding Create Only, Update Only, Mirror, Delete,
-Add or the multi-destination behaviors means adding a planner, not reshaping the engine. A
+Each behavior has a planner in ``PLANNERS``: Update or Create, Create Only and Update Only (by
+Id) are built; Mirror, Delete, Add and the multi-destination behaviors slot in as planners
+without reshaping the engine. A
 planner returns a ``SyncPlan`` of ``PlannedBatch``es; ``execute`` runs them in order.
 """
 
@@ -13,8 +14,8 @@ from typing import Literal
 
 import polars as pl
 
-from sf_activations.sync.diff import ChangeSet
-from sf_activations.sync.mapping import MappedColumn
+from sf_activations.sync.diff import CHANGE_COLUMN, SALESFORCE_ID_COLUMN, ChangeSet
+from sf_activations.sync.mapping import KEY_COLUMN, MappedColumn
 from sf_activations.sync.model import BulkOperation, SalesforcePort
 from sf_activations.sync.spec import Behavior, SyncSpec
 
@@ -82,6 +83,61 @@ def plan_update_or_create(spec: SyncSpec, changes: ChangeSet, ctx: PlanContext) 
             records,
             operation="upsert",
             external_id_field=key.field,
+            key_header=key.header,
+            columns=ctx.columns,
+            max_bytes=ctx.max_bulk_bytes,
+        )
+    )
+
+
+def plan_create_only(spec: SyncSpec, changes: ChangeSet, ctx: PlanContext) -> SyncPlan:
+    """Insert records Salesforce does not have yet; never update.
+
+    New records and earlier rejects without a confirmed Salesforce Id are inserted; changed
+    records are left alone (that is the behavior). The key column is sent too (an External ID,
+    see ``validate_spec``), so results map back to keys and a crashed job is reconciled by id
+    before anything is inserted again: no duplicates (invariant 1).
+    """
+    records = pl.concat([changes.new, changes.retry]).filter(pl.col(SALESFORCE_ID_COLUMN).is_null())
+    if records.height == 0:
+        return SyncPlan(batches=())
+    key = ctx.columns[0]
+    return SyncPlan(
+        batches=split_batches(
+            spec,
+            records.with_columns(pl.lit("new").alias(CHANGE_COLUMN)),
+            operation="insert",
+            external_id_field=None,
+            key_header=key.header,
+            columns=ctx.columns,
+            max_bytes=ctx.max_bulk_bytes,
+        )
+    )
+
+
+def plan_update_only(spec: SyncSpec, changes: ChangeSet, ctx: PlanContext) -> SyncPlan:
+    """Update existing records by their Salesforce Id (the key column holds the Id).
+
+    Keys on any other field need their Ids looked up with a query first: not built yet.
+    """
+    key = ctx.columns[0]
+    if key.field != "Id":
+        msg = (
+            f"sync {spec.name!r}: update_only by {key.field!r} is not implemented yet (it needs "
+            "a lookup of Salesforce Ids by key); use the Id as the key for now"
+        )
+        raise BehaviorNotSupported(msg)
+    records = changes.to_send()
+    if records.height == 0:
+        return SyncPlan(batches=())
+    # The key is the Id: REST updates take it from __salesforce_id.
+    records = records.with_columns(pl.col(KEY_COLUMN).alias(SALESFORCE_ID_COLUMN))
+    return SyncPlan(
+        batches=split_batches(
+            spec,
+            records,
+            operation="update",
+            external_id_field=None,
             key_header=key.header,
             columns=ctx.columns,
             max_bytes=ctx.max_bulk_bytes,
@@ -166,10 +222,8 @@ def _not_yet(behavior: Behavior, how: str) -> Planner:
 
 PLANNERS: Mapping[Behavior, Planner] = {
     "update_or_create": plan_update_or_create,
-    "create_only": _not_yet("create_only", "insert the new records only, keep the key in state"),
-    "update_only": _not_yet(
-        "update_only", "look Salesforce Ids up by key with a query, then update by Id"
-    ),
+    "create_only": plan_create_only,
+    "update_only": plan_update_only,
     "mirror": _not_yet("mirror", "upsert as update_or_create, then delete the gone records"),
     "delete": _not_yet("delete", "delete the records whose keys the model lists"),
     "add": _not_yet("add", "insert junction records with a tracking external id"),

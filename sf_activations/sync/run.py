@@ -29,6 +29,11 @@ from sf_activations.sync.report import SAMPLE_SIZE, SyncReport
 from sf_activations.sync.spec import SyncSpec
 from sf_activations.sync.state import StateStore
 
+CREATING = frozenset(
+    {"update_or_create", "create_only", "mirror", "add", "lead_or_contact", "lead_or_account"}
+)
+"""Behaviors that may create records (so required-on-create fields matter)."""
+
 
 class _Phases:
     """Wall time per phase, in seconds."""
@@ -95,9 +100,10 @@ def run_sync_partition(
             records, current, max_attempts=spec.max_attempts, invalid_keys=invalid_keys
         )
         # Only records about to be created need their required fields: check those.
-        kept, missing = split_missing_required(
-            spec, records, mapped.columns, changes.creating_keys()
+        creating = (
+            changes.creating_keys() if spec.behavior in CREATING else changes.new["__key"][:0]
         )
+        kept, missing = split_missing_required(spec, records, mapped.columns, creating)
         if missing.height:
             invalid_keys = pl.concat([invalid_keys, missing.get_column("key")])
             changes = compute_changes(
