@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -353,11 +354,8 @@ def run_demo(
             )
             say("   then open http://127.0.0.1:3000 (asset groups models and salesforce_syncs).")
             say("   Press Ctrl-C here to stop the emulator.")
-            try:
-                while True:
-                    time.sleep(3600)
-            except KeyboardInterrupt:
-                say("stopping the emulator")
+            _wait_for_stop()
+            say("stopping the emulator")
         else:
             say()
             say(
@@ -367,6 +365,25 @@ def run_demo(
         return DemoResult(work_dir=work, first=first, second=second, org_counts=counts)
     finally:
         server.stop()
+
+
+def _wait_for_stop() -> None:
+    """Block until SIGINT or SIGTERM.
+
+    SIGINT gets its default handler back: a shell that starts us in the background leaves it
+    ignored, and then Ctrl-C (or ``kill -INT``) would do nothing.
+    """
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        return
 
 
 def _main(args: argparse.Namespace) -> int:
