@@ -1,0 +1,58 @@
+"""Measure the emulator's Bulk ingest: 1M-row upsert (insert, then update) and peak RSS.
+
+Run: .venv/bin/python bench/emulator_org_bulk.py [rows]
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+
+import polars as pl
+
+from sf_activations.emulator.org import Org
+
+
+def _frame(rows: int, suffix: str) -> pl.DataFrame:
+    idx = pl.int_range(0, rows, eager=True)
+    return pl.DataFrame(
+        {
+            "External_Id__c": "ext-" + idx.cast(pl.String),
+            "Name": "Company " + idx.cast(pl.String) + suffix,
+            "Phone": "+1 555 " + (idx % 10_000).cast(pl.String),
+            "Website": "https://example.com/" + idx.cast(pl.String),
+            "Industry": pl.Series(["Banking", "Energy", "Retail", "Technology"]).gather(idx % 4),
+            "AnnualRevenue": (idx * 7 % 1_000_000).cast(pl.String),
+            "NumberOfEmployees": (idx % 5000).cast(pl.String),
+            "BillingCity": "City " + (idx % 1000).cast(pl.String),
+            "BillingCountry": pl.Series(["US", "DE", "FR"]).gather(idx % 3),
+            "Description": "Row " + idx.cast(pl.String) + suffix,
+        }
+    )
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    """Print seconds per phase and peak RSS."""
+    rows = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+    org = Org()
+    first, second = _frame(rows, ""), _frame(rows, " v2")
+    print(f"frames built: {rows} rows x {first.width} columns, peak RSS {_rss_mb():.0f} MB")
+    for label, frame in (("upsert (all inserts)", first), ("upsert (all updates)", second)):
+        start = time.perf_counter()
+        outcome = org.bulk_apply("Account", "upsert", frame, "External_Id__c")
+        seconds = time.perf_counter() - start
+        failed = sum(e is not None for e in outcome.errors)
+        print(f"{label}: {seconds:.2f} s, {failed} failed, peak RSS {_rss_mb():.0f} MB")
+    start = time.perf_counter()
+    n = sum(1 for _ in org.rows("Account"))
+    print(f"rows() scan of {n} records: {time.perf_counter() - start:.2f} s")
+    print(f"stored {org.count('Account')} Accounts; peak RSS {_rss_mb():.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
