@@ -589,7 +589,15 @@ def _combine(first: pl.Expr, second: pl.Expr) -> pl.Expr:
 
 
 def _with_messages(invalid: pl.DataFrame, spec: SyncSpec) -> pl.DataFrame:
-    """Add the user-facing message: sync, column, object.field, what is wrong, the value."""
+    """Add the user-facing message: sync, row, column, object.field, what is wrong, the value.
+
+    The row (1-based, in the partition's rows as read) is given when ``invalid`` has ``__row``.
+    """
+    where = (
+        pl.concat_str([pl.lit(" row "), (pl.col("__row") + 1).cast(pl.String), pl.lit(",")])
+        if "__row" in invalid.columns
+        else pl.lit("")
+    )
     shown = (
         pl.when(pl.col("value").is_null())
         .then(pl.lit("null"))
@@ -599,7 +607,9 @@ def _with_messages(invalid: pl.DataFrame, spec: SyncSpec) -> pl.DataFrame:
     )
     message = pl.concat_str(
         [
-            pl.lit(f"sync {spec.name!r}: column '"),
+            pl.lit(f"sync {spec.name!r}:"),
+            where,
+            pl.lit(" column '"),
             pl.col("column"),
             pl.lit(f"' -> {spec.sobject}."),
             pl.col("field"),

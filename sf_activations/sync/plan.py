@@ -96,7 +96,8 @@ def plan_create_only(spec: SyncSpec, changes: ChangeSet, ctx: PlanContext) -> Sy
     New records and earlier rejects without a confirmed Salesforce Id are inserted; changed
     records are left alone (that is the behavior). The key column is sent too (an External ID,
     see ``validate_spec``), so results map back to keys and a crashed job is reconciled by id
-    before anything is inserted again: no duplicates (invariant 1).
+    before anything is inserted again: no duplicates (invariant 1). Always Bulk, even for a
+    few records: a REST insert whose response is lost cannot be reconciled by job id.
     """
     records = pl.concat([changes.new, changes.retry]).filter(pl.col(SALESFORCE_ID_COLUMN).is_null())
     if records.height == 0:
@@ -111,6 +112,7 @@ def plan_create_only(spec: SyncSpec, changes: ChangeSet, ctx: PlanContext) -> Sy
             key_header=key.header,
             columns=ctx.columns,
             max_bytes=ctx.max_bulk_bytes,
+            transport="bulk",
         )
     )
 
