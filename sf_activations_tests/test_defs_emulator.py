@@ -150,7 +150,7 @@ def test_accounts_sync_metadata_values_and_check(
         "unchanged": 0,
         "rejected": 1,
         "skipped": 2,
-        "pending_retries": 1,
+        "pending_retries": 2,  # the invalid record is pending too, until the model fixes it
     }
     errors = {row["code"]: row for row in table_rows(md["sf/error_codes"])}
     assert errors[TRIGGER]["count"] == 1
@@ -170,6 +170,20 @@ def test_accounts_sync_metadata_values_and_check(
     check = check_of(result)
     assert not check.passed  # 2 of 5 skipped, threshold 5%
     assert check.metadata["sf/rejected_fraction"].value == pytest.approx(0.4)
+
+    # The retry sensor asks for a run: A5 is pending with a Salesforce error (A4's invalid
+    # name alone would not trigger one).
+    sensor = next(s for s in defs.sensors or [] if s.name == "salesforce_accounts_retry_rejected")
+    assert isinstance(sensor, dg.SensorDefinition)
+    with dg.build_sensor_context(repository_def=defs.get_repository_def()) as context:
+        data = sensor.evaluate_tick(context)
+    assert len(data.run_requests or []) == 1
+    contacts_sensor = next(
+        s for s in defs.sensors or [] if s.name == "salesforce_contacts_retry_rejected"
+    )
+    assert isinstance(contacts_sensor, dg.SensorDefinition)
+    with dg.build_sensor_context(repository_def=defs.get_repository_def()) as context:
+        assert not contacts_sensor.evaluate_tick(context).run_requests
 
     # Second run, nothing changed: nothing re-sent except the pending reject, retried.
     again = metadata_of(run(defs, [ACCOUNTS_SYNC]), ACCOUNTS_SYNC)

@@ -19,6 +19,7 @@ from sf_activations.defs.assets import (
 )
 from sf_activations.defs.resources import SalesforceResource, StateStoreResource
 from sf_activations.defs.schedules import sync_job, sync_schedule
+from sf_activations.defs.sensors import retry_sensor
 
 AssetLike = dg.AssetsDefinition | dg.AssetSpec
 
@@ -29,7 +30,8 @@ def build_definitions(
     extra_assets: Sequence[AssetLike] = (),
     resources: Mapping[str, Any] | None = None,
 ) -> dg.Definitions:
-    """Definitions for a project: models, syncs (with checks), schedules and resources.
+    """Definitions for a project: models, syncs (with checks), jobs, schedules, retry sensors
+    and resources.
 
     ``extra_assets`` are assets defined elsewhere (a dbt project, say) that declared sources
     point at by ``asset_key``: they replace the external spec the source would get otherwise.
@@ -55,12 +57,16 @@ def build_definitions(
 
     jobs: list[dg.UnresolvedAssetJobDefinition] = []
     schedules: list[dg.ScheduleDefinition] = []
+    sensors: list[dg.SensorDefinition] = []
     for spec in project.syncs:
         parts = sync_partitions_def(spec, model_parts.get(spec.source_model))
         assets.append(sync_asset(spec, project, parts))
+        job = sync_job(spec, parts)
+        jobs.append(job)
+        sensors.append(
+            retry_sensor(spec, job, str(project.state_path), partitioned=parts is not None)
+        )
         if spec.schedule:
-            job = sync_job(spec, parts)
-            jobs.append(job)
             schedules.append(sync_schedule(spec, job, parts))
 
     default_resources: dict[str, Any] = {
@@ -72,5 +78,6 @@ def build_definitions(
         assets=assets,
         jobs=jobs,
         schedules=schedules,
+        sensors=sensors,
         resources={**default_resources, **(resources or {})},
     )
