@@ -403,3 +403,22 @@ def test_update_only_by_id_updates_existing_records(state: StateStore) -> None:
     again = run_sync_partition(spec, data, fake, state, partition="by_id")
     assert again.updated == 1
     assert fake.rest_payloads[-1] == [{"Id": ids[0], "Email": "again@x.io"}]
+
+
+def test_a_journaled_job_salesforce_no_longer_knows_is_abandoned(state: StateStore) -> None:
+    entry = state.journal_open(
+        sync="contacts",
+        partition="__all__",
+        sobject="Contact",
+        operation="upsert",
+        external_id_field="Ext_Id__c",
+        key_header="Ext_Id__c",
+        keys=pl.Series(["k0", "k1"]),
+        fingerprints=pl.Series(["f0", "f1"]),
+    )
+    state.journal_submitted(entry, "750000000000404AAA")
+    fake = FakeSalesforce()
+    report = run_sync_partition(contact_spec(), people(2), fake, state)
+    assert (report.reconciled, report.created) == (0, 2)
+    stale = state.journal_entry(entry)
+    assert stale is not None and stale.state == "abandoned"

@@ -276,6 +276,8 @@ class FakeSalesforce:
 
     def bulk_wait(self, job_id: str, *, timeout_s: float = 86400.0) -> BulkJobInfo:
         self.calls["bulk_poll"] += 1
+        if job_id not in self.jobs:
+            raise SalesforceRequestError("NOT_FOUND", "The requested resource does not exist")
         job = self.jobs[job_id]
         self._process(job)
         if self.unavailable_waits > 0:

@@ -440,6 +440,12 @@ def _finish_job(run: _Run, entry: JournalEntry, job_id: str) -> ExecutionResult:
         return ExecutionResult(
             outcomes=pl.DataFrame(schema=OUTCOME_SCHEMA), bulk_job_ids=(job_id,), stopped=str(exc)
         )
+    except SalesforceRequestError as exc:
+        # Salesforce no longer knows the job (it deletes jobs after 7 days): its results are
+        # gone. The records were never confirmed in state, so the diff sends them again.
+        run.progress(f"bulk job {job_id}: {exc.code} {exc.message}; abandoning its journal entry")
+        run.state.journal_close(entry.entry_id, "abandoned")
+        return ExecutionResult(outcomes=pl.DataFrame(schema=OUTCOME_SCHEMA))
     run.progress(
         f"bulk job {job_id} {info.state}: {info.records_processed} processed, "
         f"{info.records_failed} failed ({time.monotonic() - started:.1f}s)"
