@@ -20,8 +20,8 @@ def test_sample_data_has_about_two_percent_bad_rows() -> None:
     long_names = (accounts["name"].str.len_chars() > 255).sum()
     bad_tier = (accounts["tier"] == "Platinum").sum()
     assert 10 <= long_names <= 30 and 10 <= bad_tier <= 30
-    missing_account = contacts["account_id"].str.starts_with("ACC-MISSING").sum()
-    no_last_name = contacts["last_name"].is_null().sum()
+    missing_account = int(contacts["account_id"].str.starts_with("ACC-MISSING").sum())
+    no_last_name = int(contacts["last_name"].is_null().sum())
     assert 0.01 < (missing_account + no_last_name) / contacts.height < 0.03
     # deterministic: the same seed gives the same data
     assert account_frame(50).equals(account_frame(50))
