@@ -89,7 +89,7 @@ def vm_hwm_mb(pid: int) -> float:
     return float("nan")
 
 
-def run_job(session: requests.Session, base: str, data: bytes) -> dict[str, Any]:
+def run_job(session: requests.Session, base: str, data: bytes, pid: int) -> dict[str, Any]:
     """Create, upload, close and wait for one upsert job; returns timings and job info."""
     t0 = time.perf_counter()
     job = session.post(
@@ -122,12 +122,14 @@ def run_job(session: requests.Session, base: str, data: bytes) -> dict[str, Any]
             break
         time.sleep(0.05)
     wall_s = time.perf_counter() - t_closed
+    hwm_processed = vm_hwm_mb(pid)
     t_res = time.perf_counter()
     ok = session.get(f"{base}/jobs/ingest/{job_id}/successfulResults")
     failed = session.get(f"{base}/jobs/ingest/{job_id}/failedResults")
     results_s = time.perf_counter() - t_res
     return {
         "info": info,
+        "hwm_processed_mb": hwm_processed,
         "upload_s": upload_s,
         "close_to_done_s": wall_s,
         "results_s": results_s,
@@ -172,7 +174,7 @@ def main() -> None:
                 t0 = time.perf_counter()
                 data = build_csv(args.rows, run)
                 build_s = time.perf_counter() - t0
-                result = run_job(session, base, data)
+                result = run_job(session, base, data, proc.pid)
                 job = result["info"]
                 server_s = job["totalProcessingTime"] / 1000
                 client_s = build_s + result["upload_s"]
@@ -195,6 +197,10 @@ def main() -> None:
                     print(f"  failed sample: {result['failed_head']!r}")
                 if job.get("errorMessage"):
                     print(f"  errorMessage: {job['errorMessage']}")
+                print(
+                    f"  emulator peak RSS after processing {result['hwm_processed_mb']:.0f} MB, "
+                    f"after downloading results {vm_hwm_mb(proc.pid):.0f} MB"
+                )
                 print(
                     f"  target server < client: {'OK' if server_s < client_s else 'MISSED'}; "
                     f"emulator peak RSS so far {vm_hwm_mb(proc.pid):.0f} MB"

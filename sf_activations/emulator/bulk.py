@@ -13,16 +13,22 @@ import binascii
 import contextlib
 import csv
 import io
+import shutil
+import tempfile
 import threading
 import time
+import uuid
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import polars as pl
+from starlette.background import BackgroundTask
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute
 
 from sf_activations.emulator.errors import SalesforceError
@@ -66,6 +72,7 @@ DELETABLE = ("UploadComplete", "JobComplete", "Aborted", "Failed")
 ABORTABLE = ("Open", "UploadComplete", "InProgress")
 TERMINAL = ("JobComplete", "Failed", "Aborted")
 BATCH_RECORDS = 10_000
+HEADER_MAX_BYTES = 128 * 1024
 
 
 def _now() -> str:
@@ -130,9 +137,11 @@ class IngestJob(_JobBase):
     """One Bulk API 2.0 ingest job and, once processed, its per-row results."""
 
     external_id_field: str | None = None
-    data: bytes | None = None
+    # The upload is spooled to disk: a 150 MB CSV then costs no memory until it is parsed,
+    # and result files re-read it instead of keeping every original value in memory.
+    data_path: Path | None = None
     header_line: str | None = None  # the uploaded header, exactly as sent
-    results: pl.DataFrame | None = None  # original columns + sf__Id/sf__Created/sf__Error
+    outcome: pl.DataFrame | None = None  # sf__Id / sf__Created / sf__Error per input row
     number_failed: int = 0
     api_ms: int = 0
     apex_ms: int = 0
@@ -245,6 +254,9 @@ class BulkJobStore:
         self.max_upload_bytes = MAX_UPLOAD_BYTES
         self._ids = IdAllocator("750")
         self._threads: list[threading.Thread] = []
+        self.spool_dir = Path(tempfile.mkdtemp(prefix="sf-emulator-bulk-"))
+        # Uploads live as long as the store (a reset builds a new store and drops this one).
+        self._cleanup = weakref.finalize(self, shutil.rmtree, self.spool_dir, True)
 
     @property
     def org(self) -> Org:
@@ -256,8 +268,19 @@ class BulkJobStore:
         """Forget every job (the server calls this when the org is reset)."""
         self.wait_idle()
         with self.lock:
+            for job in self.ingest.values():
+                _unlink(job.data_path)
             self.ingest.clear()
             self.query.clear()
+
+    def close(self) -> None:
+        """Drop every job and the spooled uploads."""
+        self.reset()
+        self._cleanup()
+
+    def spool_path(self, job: IngestJob) -> Path:
+        """A fresh file for one upload attempt of ``job``."""
+        return self.spool_dir / f"{job.id}-{uuid.uuid4().hex}.csv"
 
     def wait_idle(self, timeout: float = 60.0) -> None:
         """Wait until no job is being processed (for tests and shutdown)."""
@@ -357,12 +380,14 @@ class BulkJobStore:
             self.ingest[job.id] = job
         return job
 
-    def upload(self, job: IngestJob, data: bytes) -> None:
-        """Store the job's one CSV upload."""
+    def upload(self, job: IngestJob, path: Path) -> None:
+        """Accept ``path`` (a spooled upload) as the job's one CSV upload, or delete it."""
         with self.lock:
             if job.state != "Open":
+                _unlink(path)
                 raise _invalid_state(f"Job {job.id} is not in Open state: {job.state}")
-            if job.data is not None:
+            if job.data_path is not None:
+                _unlink(path)
                 # Real wording (several public reports); the HTTP status is UNVERIFIED.
                 raise SalesforceError(
                     "BULK_API_ERROR",
@@ -371,7 +396,7 @@ class BulkJobStore:
                     "'PUT' once on a given Job.",
                     status=400,
                 )
-            job.data = data
+            job.data_path = path
             job.touch()
 
     def set_ingest_state(self, job: IngestJob, state: Any) -> dict[str, Any]:
@@ -403,6 +428,7 @@ class BulkJobStore:
             if job.state not in DELETABLE:
                 raise _invalid_state(f"Job {job.id} cannot be deleted in state {job.state}")
             self.ingest.pop(job.id, None)
+        _unlink(job.data_path)
 
     def _process_ingest(self, job: IngestJob) -> None:
         if self.processing_delay:
@@ -414,23 +440,25 @@ class BulkJobStore:
             if job.state not in ("UploadComplete", "InProgress"):
                 return  # aborted meanwhile
             job.touch("InProgress")
-            data = job.data
+            path = job.data_path
         started = time.perf_counter()
         try:
-            if not data:
+            if path is None or path.stat().st_size == 0:
                 # UNVERIFIED: closing a job without data fails it.
                 raise SalesforceError("InvalidBatch", "Empty CSV file")
-            header_line, frame = parse_upload(data, job.column_delimiter, job.line_ending)
+            header_line, frame = parse_upload(path, job.column_delimiter, job.line_ending)
             job.header_line = header_line
             self._count_batches(frame.height)
-            outcome = self.org.bulk_apply(job.object, job.operation, frame, job.external_id_field)
-            errors = pl.Series("sf__Error", outcome.errors, dtype=pl.String)
-            results = frame.with_columns(
-                pl.Series("sf__Id", outcome.ids, dtype=pl.String),
-                pl.Series("sf__Created", outcome.created, dtype=pl.Boolean),
-                errors,
+            applied = self.org.bulk_apply(job.object, job.operation, frame, job.external_id_field)
+            del frame  # result files re-read the upload; keep only the outcome in memory
+            outcome = pl.DataFrame(
+                [
+                    pl.Series("sf__Id", applied.ids, dtype=pl.String),
+                    pl.Series("sf__Created", applied.created, dtype=pl.Boolean),
+                    pl.Series("sf__Error", applied.errors, dtype=pl.String),
+                ]
             )
-            failed = int(errors.is_not_null().sum())
+            failed = outcome.height - outcome["sf__Error"].null_count()
         except SalesforceError as err:
             elapsed = int((time.perf_counter() - started) * 1000)
             with self.lock:
@@ -443,12 +471,11 @@ class BulkJobStore:
         with self.lock:
             if job.state != "InProgress":
                 return
-            job.results = results
-            job.data = None  # the frame holds every row now; free the upload
-            job.number_processed = results.height
+            job.outcome = outcome
+            job.number_processed = outcome.height
             job.number_failed = failed
             job.api_ms = elapsed
-            job.apex_ms = int(outcome.apex_ms)
+            job.apex_ms = int(applied.apex_ms)
             job.total_ms = elapsed + job.apex_ms
             job.touch("JobComplete")
 
@@ -462,39 +489,77 @@ class BulkJobStore:
 
     def ingest_results(self, job: IngestJob, kind: str) -> bytes:
         """successfulResults, failedResults or unprocessedrecords as CSV bytes."""
+        path = self.ingest_results_file(job, kind)
+        try:
+            return path.read_bytes()
+        finally:
+            _unlink(path)
+
+    def ingest_results_file(self, job: IngestJob, kind: str) -> Path:
+        """Like ``ingest_results`` but written to a new file in the spool directory.
+
+        The caller deletes the file. Result files of a 1M-row job are ~180 MB: written by
+        polars in batches and streamed from disk, they never sit in memory whole.
+        """
+        out = self.spool_dir / f"{job.id}-{kind}-{uuid.uuid4().hex}.csv"
+        try:
+            with out.open("wb") as fh:
+                self._write_ingest_results(job, kind, fh)
+        except BaseException:
+            _unlink(out)
+            raise
+        return out
+
+    def _write_ingest_results(self, job: IngestJob, kind: str, fh: BinaryIO) -> None:
         with self.lock:
             if job.state not in TERMINAL:
                 raise _invalid_state(f"Job {job.id} is not complete: {job.state}")
-            results, header_line, data = job.results, job.header_line, job.data
+            outcome, header_line, path = job.outcome, job.header_line, job.data_path
         sep = DELIMITERS[job.column_delimiter]
         eol = LINE_ENDINGS[job.line_ending]
-        if header_line is None and data:
-            header_line = _header_line(data)
+        if header_line is None and path is not None:
+            header_line = _header_line(_head(path))
         original = header_line if header_line is not None else ""
         if kind == "unprocessed":
-            if results is not None or not data:
-                return (original + eol).encode() if original else b""
+            if outcome is not None or path is None:
+                if original:
+                    fh.write((original + eol).encode())
+                return
             # Nothing of a failed or aborted job was processed: every uploaded row comes back.
-            frame = _read_frame(data, sep)
-            return _csv(original, frame, sep, eol)
+            try:
+                frame = _read_frame(path, sep)
+            except (pl.exceptions.ComputeError, pl.exceptions.NoDataError):
+                frame = pl.DataFrame()
+            _write_csv(fh, original, frame, sep, eol)
+            return
         prefix = (
             ('"sf__Id"', '"sf__Created"') if kind == "successful" else ('"sf__Id"', '"sf__Error"')
         )
         header = sep.join(prefix) + (sep + original if original else "")
-        if results is None:
-            return (header + eol).encode()
-        originals = [c for c in results.columns if not c.startswith("sf__")]
+        failed = 0 if outcome is None else outcome.height - outcome["sf__Error"].null_count()
+        wanted = 0 if outcome is None else (failed if kind == "failed" else outcome.height - failed)
+        if outcome is None or path is None or wanted == 0:
+            fh.write((header + eol).encode())
+            return
+        _, frame = parse_upload(path, job.column_delimiter, job.line_ending)
+        originals = frame.columns
+        results = pl.concat([outcome, frame], how="horizontal")
+        if wanted < results.height:
+            # Only filter when some rows go elsewhere: filtering copies every column.
+            errors = pl.col("sf__Error")
+            results = results.filter(
+                errors.is_null() if kind == "successful" else errors.is_not_null()
+            )
+        del frame
         if kind == "successful":
-            rows = results.filter(pl.col("sf__Error").is_null()).select(
+            rows = results.select(
                 pl.col("sf__Id").fill_null(""),
                 pl.when(pl.col("sf__Created")).then(pl.lit("true")).otherwise(pl.lit("false")),
                 *originals,
             )
         else:
-            rows = results.filter(pl.col("sf__Error").is_not_null()).select(
-                pl.col("sf__Id").fill_null(""), pl.col("sf__Error"), *originals
-            )
-        return _csv(header, rows, sep, eol)
+            rows = results.select(pl.col("sf__Id").fill_null(""), pl.col("sf__Error"), *originals)
+        _write_csv(fh, header, rows, sep, eol)
 
     # ---------------------------------------------------------------- query
 
@@ -603,15 +668,30 @@ class BulkJobStore:
 # -------------------------------------------------------------------- CSV helpers
 
 
-def _header_line(data: bytes) -> str:
-    end = data.find(b"\n")
-    line = data if end < 0 else data[:end]
-    return line.rstrip(b"\r").decode("utf-8", "replace").removeprefix("\ufeff")
+def _unlink(path: Path | None) -> None:
+    if path is not None:
+        path.unlink(missing_ok=True)
 
 
-def _read_frame(data: bytes, sep: str) -> pl.DataFrame:
+def _head(source: bytes | Path) -> bytes:
+    """The upload's first line, line ending included (a header is at most 32,000 chars)."""
+    if isinstance(source, Path):
+        with source.open("rb") as fh:
+            head = fh.read(HEADER_MAX_BYTES)
+    else:
+        head = source[:HEADER_MAX_BYTES]
+    end = head.find(b"\n")
+    return head if end < 0 else head[: end + 1]
+
+
+def _header_line(first_line: bytes) -> str:
+    line = first_line.rstrip(b"\n").rstrip(b"\r")
+    return line.decode("utf-8", "replace").removeprefix("\ufeff")
+
+
+def _read_frame(source: bytes | Path, sep: str) -> pl.DataFrame:
     return pl.read_csv(
-        data,
+        source,
         separator=sep,
         infer_schema=False,
         empty_string_is_null=False,
@@ -620,20 +700,21 @@ def _read_frame(data: bytes, sep: str) -> pl.DataFrame:
     )
 
 
-def parse_upload(data: bytes, column_delimiter: str, line_ending: str) -> tuple[str, pl.DataFrame]:
+def parse_upload(
+    data: bytes | Path, column_delimiter: str, line_ending: str
+) -> tuple[str, pl.DataFrame]:
     """The uploaded header line (as sent) and the rows as an all-string frame.
 
     Raises the SalesforceError that fails the whole job (its ``errorMessage``) for a line
     ending that does not match the job, a duplicate column, or CSV that cannot be parsed.
     """
-    end = data.find(b"\n")
-    has_cr = end > 0 and data[end - 1 : end] == b"\r"
-    if end >= 0 and has_cr != (line_ending == "CRLF"):
+    first = _head(data)
+    if first.endswith(b"\n") and first.endswith(b"\r\n") != (line_ending == "CRLF"):
         raise SalesforceError(
             "ClientInputError",
             f"LineEnding is invalid on user data. Current LineEnding setting is {line_ending}",
         )
-    header_line = _header_line(data)
+    header_line = _header_line(first)
     sep = DELIMITERS[column_delimiter]
     names = next(csv.reader(io.StringIO(header_line), delimiter=sep), [])
     seen: set[str] = set()
@@ -646,8 +727,8 @@ def parse_upload(data: bytes, column_delimiter: str, line_ending: str) -> tuple[
         frame = _read_frame(data, sep)
     except (pl.exceptions.ComputeError, pl.exceptions.NoDataError) as err:
         # UNVERIFIED: malformed CSV fails the job rather than single rows.
-        first = str(err).strip().splitlines()[0] if str(err).strip() else "invalid CSV"
-        raise SalesforceError("ClientInputError", f"Invalid CSV data: {first}") from err
+        detail = str(err).strip().splitlines()[0] if str(err).strip() else "invalid CSV"
+        raise SalesforceError("ClientInputError", f"Invalid CSV data: {detail}") from err
     if frame.width and frame.columns != names:
         frame.columns = names
     return header_line, frame.with_columns(pl.all().fill_null(""))
@@ -657,11 +738,11 @@ def _quote(value: str) -> str:
     return '"' + value.replace('"', '""') + '"'
 
 
-def _csv(header: str, frame: pl.DataFrame, sep: str, eol: str) -> bytes:
+def _write_csv(out: BinaryIO, header: str, frame: pl.DataFrame, sep: str, eol: str) -> None:
     """``header`` as given, then every value quoted (nulls as ``""``)."""
-    out = io.BytesIO()
     out.write((header + eol).encode("utf-8"))
     if frame.height:
+        out.flush()
         frame.write_csv(
             out,
             include_header=False,
@@ -670,6 +751,12 @@ def _csv(header: str, frame: pl.DataFrame, sep: str, eol: str) -> bytes:
             quote_style="always",
             null_value="",
         )
+
+
+def _csv(header: str, frame: pl.DataFrame, sep: str, eol: str) -> bytes:
+    """``header`` as given, then every value quoted (nulls as ``""``)."""
+    out = io.BytesIO()
+    _write_csv(out, header, frame, sep, eol)
     return out.getvalue()
 
 
@@ -818,19 +905,24 @@ async def upload_batches(request: Request) -> Response:
     job = store.ingest_job(request.path_params["job_id"])
     if job.state != "Open":
         raise _invalid_state(f"Job {job.id} is not in Open state: {job.state}")
-    chunks: list[bytes] = []
+    path = store.spool_path(job)
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > store.max_upload_bytes:
-            # UNVERIFIED code/status; the limit itself is documented.
-            raise SalesforceError(
-                "BULK_API_ERROR",
-                f"Upload exceeds the maximum of {store.max_upload_bytes} bytes per job",
-                status=413,
-            )
-        chunks.append(chunk)
-    store.upload(job, b"".join(chunks))
+    try:
+        with path.open("wb") as fh:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > store.max_upload_bytes:
+                    # UNVERIFIED code/status; the limit itself is documented.
+                    raise SalesforceError(
+                        "BULK_API_ERROR",
+                        f"Upload exceeds the maximum of {store.max_upload_bytes} bytes per job",
+                        status=413,
+                    )
+                fh.write(chunk)
+    except BaseException:
+        _unlink(path)
+        raise
+    store.upload(job, path)
     return Response(status_code=201)
 
 
@@ -838,8 +930,10 @@ def _results(kind: str) -> Callable[[Request], Any]:
     async def handler(request: Request) -> Response:
         store = _store(request)
         job = store.ingest_job(request.path_params["job_id"])
-        content = await in_thread(store.ingest_results, job, kind)
-        return Response(content, media_type=CSV_CONTENT_TYPE)
+        path = await in_thread(store.ingest_results_file, job, kind)
+        return FileResponse(
+            path, media_type=CSV_CONTENT_TYPE, background=BackgroundTask(_unlink, path)
+        )
 
     return handler
 
