@@ -389,3 +389,18 @@ def test_query_all_job_sees_deleted(sf: Salesforce) -> None:
     assert list(sf.bulk2.Account.query("SELECT Id FROM Account", wait=0)) == ['"Id"\n']
     pages = list(sf.bulk2.Account.query_all("SELECT Id, IsDeleted FROM Account", wait=0))
     assert pages == [f'"Id","IsDeleted"\n"{record_id}","true"\n']
+
+
+def test_abort_while_in_progress(sf: Salesforce, emulator: EmulatorServer) -> None:
+    emulator.emulator.bulk_jobs.processing_delay = 0.4
+    job = create_job(sf, operation="insert")
+    put_csv(sf, job["id"], b"Name\nA\n")
+    close(sf, job["id"])
+    time.sleep(0.1)
+    aborted = close(sf, job["id"], "Aborted")
+    assert aborted.status_code == 200 and aborted.json()["state"] == "Aborted"
+    emulator.emulator.bulk_jobs.wait_idle()
+    info = call(sf, "GET", f"jobs/ingest/{job['id']}").json()
+    assert info["state"] == "Aborted" and info["numberRecordsProcessed"] == 0
+    assert results(sf, job["id"], "unprocessedrecords") == b'Name\n"A"\n'
+    assert sf.query("SELECT Id FROM Account")["totalSize"] == 0

@@ -469,15 +469,16 @@ class BulkJobStore:
             return
         elapsed = int((time.perf_counter() - started) * 1000)
         with self.lock:
-            if job.state != "InProgress":
-                return
+            # An abort that came while the org applied the rows cannot undo them: like
+            # Salesforce, the job stays Aborted but reports what it processed, so clients
+            # reconciling by results see every record that was written.
             job.outcome = outcome
             job.number_processed = outcome.height
             job.number_failed = failed
             job.api_ms = elapsed
             job.apex_ms = int(applied.apex_ms)
             job.total_ms = elapsed + job.apex_ms
-            job.touch("JobComplete")
+            job.touch("JobComplete" if job.state == "InProgress" else None)
 
     def _count_batches(self, rows: int) -> None:
         # Salesforce splits an ingest job into internal batches of 10,000 records, and each
