@@ -272,7 +272,7 @@ def _attach(
 # ---------------------------------------------------------------------------- execution
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Run:
     port: SalesforcePort
     state: StateStore

@@ -101,7 +101,9 @@ def run_sync_partition(
         )
         # Only records about to be created need their required fields: check those.
         creating = (
-            changes.creating_keys() if spec.behavior in CREATING else changes.new["__key"][:0]
+            changes.creating_keys()
+            if spec.behavior in CREATING
+            else pl.Series("key", [], dtype=pl.String)
         )
         kept, missing = split_missing_required(spec, records, mapped.columns, creating)
         if missing.height:
