@@ -37,8 +37,13 @@ class SalesforceError(Exception):
         return {"statusCode": self.code, "message": self.message, "fields": list(self.fields)}
 
     def bulk_cell(self) -> str:
-        """The ``sf__Error`` cell of a Bulk API 2.0 failedResults row."""
-        return f"{self.code}:{self.message}:{','.join(self.fields)} --"
+        """The ``sf__Error`` cell of a Bulk API 2.0 failedResults row (``CODE:msg:--`` without fields)."""
+        fields = ",".join(self.fields)
+        return (
+            f"{self.code}:{self.message}:{fields} --"
+            if fields
+            else f"{self.code}:{self.message}:--"
+        )
 
 
 class MoreThanOneRecord(SalesforceError):
