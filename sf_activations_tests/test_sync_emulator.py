@@ -265,3 +265,20 @@ def test_update_only_by_id(client: SalesforceClient, state: StateStore) -> None:
     now = contacts(client)
     assert [now[f"c{i}"]["Email"] for i in range(3)] == ["a@x.io", None, "c@x.io"]
     assert now["c1"]["LastName"] == "Person 1"
+
+
+def test_awkward_values_survive_the_bulk_csv(client: SalesforceClient, state: StateStore) -> None:
+    names = ['O"Brien, Jr.', "line one\nline two", "Zoë 名前 ✓", " padded ", "#N/A-ish", "=1+1"]
+    data = pl.DataFrame(
+        {
+            "id": [f"w{i}" for i in range(len(names))],
+            "last_name": names,
+            "email": [None] * len(names),
+            "account": [None] * len(names),
+        },
+        schema={"id": pl.String, "last_name": pl.String, "email": pl.String, "account": pl.String},
+    )
+    report = run_sync_partition(contact_spec(), data, client, state)
+    assert (report.created, report.rejected) == (len(names), 0)
+    got = contacts(client)
+    assert [got[f"w{i}"]["LastName"] for i in range(len(names))] == names
