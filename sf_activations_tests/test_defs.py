@@ -189,3 +189,27 @@ def test_time_partitioned_model_and_sync(tmp_path: Path, monkeypatch: pytest.Mon
         in user.description
     )
     assert "no_such_column" in user.description
+
+
+def test_a_dbt_like_upstream_asset_can_be_a_sync_source(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    (root / "models").mkdir(parents=True)
+    (root / "syncs").mkdir()
+    (root / "sf_activations.yaml").write_text(
+        TIME_PROJECT.split("sources:", maxsplit=1)[0]
+        + "sources:\n  - {name: customers, table: analytics.customers, asset_key: [dbt, customers]}\n"
+    )
+    (root / "syncs" / "customers.yaml").write_text(
+        TIME_SYNC.replace("source: signups", "source: customers").replace("partitions: time", "")
+    )
+
+    @dg.asset(key=["dbt", "customers"], group_name="dbt")
+    def customers() -> None: ...
+
+    defs = build_definitions(root, extra_assets=[customers])
+    graph = defs.resolve_asset_graph()
+    sync = graph.get(dg.AssetKey(["salesforce", "customers"]))
+    assert sync.parent_keys == {dg.AssetKey(["dbt", "customers"])}
+    # the real asset is used, not an external stand-in
+    assert graph.get(dg.AssetKey(["dbt", "customers"])).is_materializable
+    assert graph.get(dg.AssetKey(["dbt", "customers"])).group_name == "dbt"
