@@ -504,3 +504,33 @@ def test_collection_upsert_delete_retrieve(sf: Salesforce) -> None:
 
     res = call(sf, "PATCH", "composite/sobjects/Account/Nope__c", data=json.dumps(body))
     assert res.status_code == 404
+
+
+def test_collection_items_naming_missing_or_malformed_ids(sf: Salesforce) -> None:
+    body = {
+        "records": [
+            _acc(id="001000000000000AAA", Name="ghost"),
+            _acc(id="bad", Name="x"),
+        ]
+    }
+    items = call(sf, "PATCH", "composite/sobjects", data=json.dumps(body)).json()
+    assert items == [
+        {
+            "success": False,
+            "errors": [
+                {
+                    "statusCode": "INVALID_CROSS_REFERENCE_KEY",
+                    "message": "invalid cross reference id",
+                    "fields": [],
+                }
+            ],
+        },
+        {
+            "success": False,
+            "errors": [{"statusCode": "MALFORMED_ID", "message": "malformed id bad", "fields": []}],
+        },
+    ]
+    items = call(sf, "DELETE", "composite/sobjects?ids=001000000000000AAA").json()
+    assert items[0]["errors"][0]["statusCode"] == "INVALID_CROSS_REFERENCE_KEY"
+    res = call(sf, "DELETE", "composite/sobjects")
+    assert res.status_code == 400 and res.json()[0]["errorCode"] == "MISSING_ARGUMENT"

@@ -13,6 +13,7 @@ import binascii
 import contextlib
 import csv
 import io
+import logging
 import shutil
 import tempfile
 import threading
@@ -50,6 +51,8 @@ if TYPE_CHECKING:
     from sf_activations.emulator.server import Emulator
 
 __all__ = ["BulkJobStore", "IngestJob", "QueryJob", "routes"]
+
+logger = logging.getLogger(__name__)
 
 JOBS = "/services/data/{version}/jobs"
 
@@ -460,12 +463,13 @@ class BulkJobStore:
             )
             failed = outcome.height - outcome["sf__Error"].null_count()
         except SalesforceError as err:
-            elapsed = int((time.perf_counter() - started) * 1000)
-            with self.lock:
-                job.error_message = _job_message(err)
-                job.total_ms = job.api_ms = elapsed
-                if job.state == "InProgress":
-                    job.touch("Failed")
+            self._fail(job, _job_message(err), started)
+            return
+        except Exception:
+            # An emulator bug: log it, and fail the job rather than leave clients polling a
+            # job that stays InProgress forever.
+            logger.exception("bulk ingest job %s crashed", job.id)
+            self._fail(job, "UNKNOWN_EXCEPTION : An unexpected error occurred", started)
             return
         elapsed = int((time.perf_counter() - started) * 1000)
         with self.lock:
@@ -479,6 +483,14 @@ class BulkJobStore:
             job.apex_ms = int(applied.apex_ms)
             job.total_ms = elapsed + job.apex_ms
             job.touch("JobComplete" if job.state == "InProgress" else None)
+
+    def _fail(self, job: IngestJob, message: str, started: float) -> None:
+        elapsed = int((time.perf_counter() - started) * 1000)
+        with self.lock:
+            job.error_message = message
+            job.total_ms = job.api_ms = elapsed
+            if job.state == "InProgress":
+                job.touch("Failed")
 
     def _count_batches(self, rows: int) -> None:
         # Salesforce splits an ingest job into internal batches of 10,000 records, and each

@@ -7,7 +7,9 @@ helper here keeps that shape so no handler can answer differently by accident.
 from __future__ import annotations
 
 import json
+import logging
 import re
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -20,6 +22,8 @@ from sf_activations.emulator.errors import SalesforceError
 
 if TYPE_CHECKING:
     from sf_activations.emulator.server import Emulator
+
+logger = logging.getLogger(__name__)
 
 JSON_CONTENT_TYPE = "application/json;charset=UTF-8"
 CSV_CONTENT_TYPE = "text/csv"
@@ -142,5 +146,20 @@ def resource(path: str, handlers: Mapping[str, Handler], *, name: str | None = N
             return await handler(request)
         except SalesforceError as err:
             return error_response(err)
+        except Exception:
+            # An emulator bug, not a Salesforce answer: log it loudly, and answer like
+            # Salesforce's own 500 so that clients see a JSON array instead of a dropped
+            # connection (tests still fail on the status).
+            logger.exception("emulator error on %s %s", request.method, request.url.path)
+            return json_response(
+                [
+                    {
+                        "errorCode": "UNKNOWN_EXCEPTION",
+                        "message": "An unexpected error occurred. Please include this "
+                        f"ErrorId if you contact support: {uuid.uuid4().int % 10**10}-emulator",
+                    }
+                ],
+                status=500,
+            )
 
     return Route(path, endpoint, methods=_ALL_METHODS, name=name)

@@ -13,7 +13,8 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -550,8 +551,9 @@ def _update_op(org: Org, record: Any) -> _Op | SalesforceError:
 
     def op() -> tuple[str, bool | None]:
         if not is_well_formed(record_id):
-            raise SalesforceError("MALFORMED_ID", f"malformed id {record_id}", ["Id"])
-        org.update(_known_type(org, sobject), record_id, values)
+            raise SalesforceError("MALFORMED_ID", f"malformed id {record_id}")
+        with _missing_as_cross_reference():
+            org.update(_known_type(org, sobject), record_id, values)
         return _id18(record_id), None
 
     return op
@@ -598,10 +600,25 @@ def _delete_op(org: Org, record_id: str) -> _Op | SalesforceError:
         sobject = org.sobject_of_id(record_id)
         if sobject is None:
             raise SalesforceError("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id")
-        org.delete(sobject, record_id)
+        with _missing_as_cross_reference():
+            org.delete(sobject, record_id)
         return _id18(record_id), None
 
     return op
+
+
+@contextmanager
+def _missing_as_cross_reference() -> Iterator[None]:
+    """Collections name a record that does not exist INVALID_CROSS_REFERENCE_KEY, not 404.
+
+    UNVERIFIED: the SOAP/Apex wording for a well-formed id that matches no record.
+    """
+    try:
+        yield
+    except SalesforceError as err:
+        if err.code != "NOT_FOUND":
+            raise
+        raise SalesforceError("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id") from err
 
 
 def _id18(record_id: str) -> str:
