@@ -539,6 +539,8 @@ class BulkJobStore:
                     fh.write((original + eol).encode())
                 return
             # Nothing of a failed or aborted job was processed: every uploaded row comes back.
+            if not original:
+                return
             try:
                 frame = _read_frame(path, sep)
             except (pl.exceptions.ComputeError, pl.exceptions.NoDataError):
