@@ -14,6 +14,7 @@ differs per surface, as it does in Salesforce.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import threading
 import zlib
@@ -193,6 +194,40 @@ class _Ids:
             digits.append(_BASE62[r])
         base = self._head + "".join(reversed(digits))
         return base + checksum(base)
+
+
+def _shared_values(series: pl.Series) -> list[Any]:
+    """The column as Python values, repeated values sharing one object.
+
+    Picklists, cities, countries and the like repeat a lot; one object per distinct value
+    instead of one per row is what keeps a million stored records within memory. The
+    distinct values are built first and rows point at them, so no per-row duplicate is ever
+    allocated (freeing such duplicates would leave Python's memory arenas fragmented).
+    """
+    n = series.len()
+    if n <= 1000 or series.dtype == pl.Boolean or series.n_unique() * 2 > n:
+        return series.to_list()
+    distinct = series.unique(maintain_order=True)
+    uniques = distinct.to_list()
+    codes = series.replace_strict(
+        distinct, pl.int_range(0, len(uniques), eager=True), return_dtype=pl.Int32
+    )
+    return [uniques[c] if c is not None else None for c in codes.to_list()]
+
+
+def _release_freed_memory() -> None:
+    """Hand memory freed by a large job back to the OS (glibc keeps it in its free lists).
+
+    After a 1M-row job the process otherwise keeps ~0.5 GB of freed intermediates resident.
+    Only glibc has ``malloc_trim``; elsewhere this does nothing.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    trim = getattr(libc, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
 
 
 @contextmanager
@@ -941,7 +976,7 @@ class Org:
         values: dict[str, list[Any]] = {}
         masks: dict[str, list[bool]] = {}
         for c in data_cols:
-            vals = out[f"v_{c.key}"].to_list()
+            vals = _shared_values(out[f"v_{c.key}"])
             mask = out[f"s_{c.key}"].to_list()
             if c.parent is not None:
                 vals = self._resolve_relationship(c, vals, mask, errs)
@@ -1886,6 +1921,8 @@ class Org:
             with _gc_paused():
                 ids, created, errs, apex_ms = self._process(obj, operation, frame, ext, "bulk")
             cells = [None if e is None else _cell(e) for e in errs]
+            if frame.height >= 100_000:
+                _release_freed_memory()
             return BulkOutcome(ids=ids, created=created, errors=cells, apex_ms=apex_ms)
 
     # ---- for SOQL ----
