@@ -653,6 +653,9 @@ def test_duplicate_rules_are_off_by_default_and_detect_when_on(org: Org) -> None
     org.create("Account", {"Name": "Acme"})
     out = bulk(org, "Account", "insert", {"Name": ["acme", "Other"]})
     assert out.errors == ["DUPLICATES_DETECTED:Use one of these records?:--", None]
+    # converting a lead does not count the lead itself as a duplicate of its new contact
+    lead = org.create("Lead", {"LastName": "New", "Company": "Fresh Co", "Email": "new@x.com"})
+    assert org.convert_lead(lead)["success"] is True
 
 
 def test_field_level_security_and_object_permissions(org: Org) -> None:

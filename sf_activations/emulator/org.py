@@ -2024,9 +2024,14 @@ class Org:
                 for dest in dests:
                     obj_name, _, fname = dest.partition(".")
                     targets.setdefault(obj_name, {})[fname] = lead.get(src)
-            account_id = self._convert_into("Account", account_id, targets["Account"])
-            targets["Contact"]["AccountId"] = account_id
-            contact_id = self._convert_into("Contact", contact_id, targets["Contact"])
+            # The lead's own Email/Company must not trip the duplicate rules on its conversion.
+            rules_on, self.duplicate_rules_enabled = self.duplicate_rules_enabled, False
+            try:
+                account_id = self._convert_into("Account", account_id, targets["Account"])
+                targets["Contact"]["AccountId"] = account_id
+                contact_id = self._convert_into("Contact", contact_id, targets["Contact"])
+            finally:
+                self.duplicate_rules_enabled = rules_on
             opportunity_id = None
             if create_opportunity:
                 opp = {k: v for k, v in targets["Opportunity"].items() if v is not None}
