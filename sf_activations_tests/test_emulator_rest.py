@@ -9,6 +9,7 @@ import json
 import re
 from typing import Any
 
+import polars as pl
 import pytest
 import requests
 from simple_salesforce import Salesforce
@@ -281,8 +282,11 @@ def test_upsert_several_matches_is_300(sf: Salesforce, emulator: EmulatorServer)
 
 
 def _seed_accounts(emulator: EmulatorServer, n: int) -> list[str]:
-    org = emulator.org
-    return [org.create("Account", {"Name": f"Acc {i:05d}"}) for i in range(n)]
+    # One vectorised insert: thousands of single creates would dominate the test's time.
+    frame = pl.DataFrame({"Name": [f"Acc {i:05d}" for i in range(n)]})
+    outcome = emulator.org.bulk_apply("Account", "insert", frame)
+    assert outcome.errors == [None] * n
+    return [str(i) for i in outcome.ids]
 
 
 def test_query_paging_with_query_all_and_query_more(
@@ -317,12 +321,8 @@ def test_query_batch_size_header(sf: Salesforce, emulator: EmulatorServer) -> No
     )
     body = res.json()
     assert len(body["records"]) == 200 and body["nextRecordsUrl"].endswith("-200")
-    nxt = call(
-        sf,
-        "GET",
-        f"{instance(sf)}{body['nextRecordsUrl']}",
-        headers={"Sforce-Query-Options": "batchSize=200"},
-    ).json()
+    # Later pages keep the batch size the query asked for.
+    nxt = sf.query_more(body["nextRecordsUrl"], identifier_is_url=True)
     assert len(nxt["records"]) == 200 and nxt["nextRecordsUrl"].endswith("-400")
     # Below the minimum the batch size is raised to 200.
     small = call(
@@ -352,6 +352,16 @@ def test_query_all_sees_deleted_and_its_locator_works_under_both_paths(
     via_query_all = call(sf, "GET", f"queryAll/{locator}").json()
     assert via_query == via_query_all
     assert len(via_query["records"]) == 100 and via_query["done"] is True
+
+
+def test_only_ten_cursors_stay_open(sf: Salesforce, emulator: EmulatorServer) -> None:
+    _seed_accounts(emulator, 2001)
+    urls = [sf.query("SELECT Id FROM Account")["nextRecordsUrl"] for _ in range(11)]
+    # Opening an eleventh cursor released the oldest one.
+    res = call(sf, "GET", f"{instance(sf)}{urls[0]}")
+    assert res.status_code == 400
+    assert res.json()[0]["errorCode"] == "INVALID_QUERY_LOCATOR"
+    assert len(sf.query_more(urls[1], identifier_is_url=True)["records"]) == 1
 
 
 def test_query_errors(sf: Salesforce) -> None:

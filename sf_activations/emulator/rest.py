@@ -15,7 +15,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -50,8 +50,10 @@ RETRIEVE_LIMIT = 2000
 # Query pages: 2000 by default; Sforce-Query-Options batchSize may ask for 200..2000.
 DEFAULT_BATCH = 2000
 MIN_BATCH = 200
-# Salesforce keeps a bounded number of open query cursors per user and drops the oldest.
-MAX_OPEN_CURSORS = 50
+# Salesforce keeps at most 10 open query cursors per user (opening another releases the
+# oldest) and drops a cursor after 15 minutes without use.
+MAX_OPEN_CURSORS = 10
+CURSOR_IDLE_SECONDS = 15 * 60
 # Upsert on an existing record answers 200 + body from this version on, 204 before it.
 UPSERT_BODY_SINCE = 46.0
 
@@ -324,7 +326,8 @@ async def delete_by_external_id(request: Request) -> Response:
 class _Cursor:
     records: list[dict[str, Any]]
     total_size: int
-    last_used: float
+    batch_size: int  # set by the query's Sforce-Query-Options; later pages keep it
+    last_used: float = field(default_factory=time.monotonic)
 
 
 class QueryCursors:
@@ -335,22 +338,25 @@ class QueryCursors:
         self._cursors: OrderedDict[str, _Cursor] = OrderedDict()
         self._counter = itertools.count(1)
 
-    def open(self, records: list[dict[str, Any]], total_size: int) -> str:
-        """Register the rest of a result; returns the cursor id (an 18-char ``01g`` id)."""
+    def open(self, cursor: _Cursor) -> str:
+        """Keep ``cursor`` for later pages; returns its id (an 18-character ``01g`` id)."""
         with self._lock:
-            n = next(self._counter)
-            cursor_id = IdAllocator("01g").make(n)
-            self._cursors[cursor_id] = _Cursor(records, total_size, time.monotonic())
+            cursor_id = IdAllocator("01g").make(next(self._counter))
+            self._cursors[cursor_id] = cursor
             while len(self._cursors) > MAX_OPEN_CURSORS:
                 self._cursors.popitem(last=False)
         return cursor_id
 
     def get(self, cursor_id: str) -> _Cursor | None:
-        """The cursor, or None when unknown or dropped."""
+        """The cursor, or None when unknown, released or idle for too long."""
+        now = time.monotonic()
         with self._lock:
             cursor = self._cursors.get(cursor_id)
+            if cursor is not None and now - cursor.last_used > CURSOR_IDLE_SECONDS:
+                del self._cursors[cursor_id]
+                cursor = None
             if cursor is not None:
-                cursor.last_used = time.monotonic()
+                cursor.last_used = now
                 self._cursors.move_to_end(cursor_id)
             return cursor
 
@@ -370,24 +376,24 @@ def _cursors(request: Request) -> QueryCursors:
     return cursors
 
 
-def _batch_size(request: Request) -> int:
+def _batch_size(request: Request, default: int = DEFAULT_BATCH) -> int:
     # Salesforce treats batchSize as a hint within 200..2000 ("no guarantee"); clamp to it.
     match = _BATCH_RE.search(request.headers.get("sforce-query-options", ""))
     if match is None:
-        return DEFAULT_BATCH
+        return default
     return max(MIN_BATCH, min(DEFAULT_BATCH, int(match.group(1))))
 
 
 def _page(
     request: Request, version: str, cursor_id: str | None, cursor: _Cursor, start: int
 ) -> Response:
-    size = _batch_size(request)
+    size = _batch_size(request, cursor.batch_size)
     chunk = cursor.records[start : start + size]
     end = start + len(chunk)
     body: dict[str, Any] = {"totalSize": cursor.total_size, "done": end >= len(cursor.records)}
     if not body["done"]:
         if cursor_id is None:
-            cursor_id = _cursors(request).open(cursor.records, cursor.total_size)
+            cursor_id = _cursors(request).open(cursor)
         # queryAll locators are also served under /query (salesforce-api.md §2.3).
         body["nextRecordsUrl"] = f"/services/data/v{version}/query/{cursor_id}-{end}"
     body["records"] = chunk
@@ -405,7 +411,7 @@ def _run_query(include_deleted: bool) -> Callable[[Request], Any]:
         result = await in_thread(
             execute_soql, org, soql, include_deleted=include_deleted, api_version=version
         )
-        cursor = _Cursor(list(result.records), int(result.total_size), time.monotonic())
+        cursor = _Cursor(list(result.records), int(result.total_size), _batch_size(request))
         return _page(request, version, None, cursor, 0)
 
     return handler
