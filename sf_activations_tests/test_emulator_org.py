@@ -750,3 +750,51 @@ def test_atomic_undoes_everything_on_error(org: Org) -> None:
     )
     assert org.upsert("Account", "External_Id__c", "k", {"Name": "K"}) == (keep, False)
     assert org.upsert("Account", "External_Id__c", "n", {"Name": "N"})[1] is True
+
+
+def test_bulk_upsert_by_id_and_id_relationship_columns(org: Org) -> None:
+    acc = org.create("Account", {"Name": "A"})
+    out = bulk(org, "Account", "upsert", {"Id": [acc, ""], "Name": ["A2", "B"]}, "Id")
+    assert out.errors == [None, None] and out.created == [False, True] and out.ids[0] == acc
+    assert row_of(org, "Account", acc)["Name"] == "A2"
+    contacts = bulk(
+        org,
+        "Contact",
+        "insert",
+        {"LastName": ["x"], "Owner.Id": [org.user_id[:15]], "Account.Id": [acc]},
+    )
+    assert contacts.errors == [None]
+    row = row_of(org, "Contact", contacts.ids[0])
+    assert (row["OwnerId"], row["AccountId"]) == (org.user_id, acc)
+
+
+def test_polymorphic_relationship_with_type_prefix(org: Org) -> None:
+    lead = org.create(
+        "Lead", {"LastName": "L", "Company": "C", "Email": "l@x.com", "External_Id__c": "LX"}
+    )
+    email = org.create("EmailMessage", {"Subject": "s"})
+    out = bulk(
+        org,
+        "EmailMessageRelation",
+        "insert",
+        {
+            "EmailMessageId": [email],
+            "Lead:Relation.External_Id__c": ["lx"],
+            "RelationType": ["ToAddress"],
+        },
+    )
+    assert out.errors == [None]
+    row = row_of(org, "EmailMessageRelation", out.ids[0])
+    assert (row["RelationId"], row["RelationObjectType"], row["RelationAddress"]) == (
+        lead,
+        "Lead",
+        "l@x.com",
+    )
+
+
+def test_columns_snapshot_skips_deleted_records(org: Org) -> None:
+    a = org.create("Account", {"Name": "A"})
+    org.create("Account", {"Name": "B"})
+    org.delete("Account", a)
+    assert org.columns("Account", ["name", "Phone"]) == {"Name": ["B"], "Phone": [None]}
+    assert org.columns("Account", ["Name"], include_deleted=True) == {"Name": ["A", "B"]}
