@@ -1710,7 +1710,10 @@ class Org:
         if isinstance(value, int | float):
             if ftype in ("date", "datetime", "reference", "id"):
                 raise bad
-            return repr(value) if isinstance(value, float) else str(value)
+            if isinstance(value, float):
+                # JSON has one number type: 12.0 is a fine value for an integer field.
+                return str(int(value)) if ftype == "int" and value.is_integer() else repr(value)
+            return str(value)
         if isinstance(value, str):
             return value
         raise bad
