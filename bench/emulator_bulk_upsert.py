@@ -42,7 +42,13 @@ FIELDS = (
 
 def serve(state_dir: Path) -> None:
     """Server mode: run an emulator until SIGTERM/SIGINT; connection.json goes to state_dir."""
+    import logging
+
     from sf_activations.emulator.server import EmulatorServer
+
+    # The Bulk layer logs how a job's processing time splits (parse / org / outcome).
+    logging.basicConfig(stream=sys.stderr, format="  [emulator] %(message)s")
+    logging.getLogger("sf_activations.emulator.bulk").setLevel(logging.INFO)
 
     stop = False
 

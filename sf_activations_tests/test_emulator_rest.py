@@ -544,3 +544,17 @@ def test_collection_items_naming_missing_or_malformed_ids(sf: Salesforce) -> Non
     assert items[0]["errors"][0]["statusCode"] == "INVALID_CROSS_REFERENCE_KEY"
     res = call(sf, "DELETE", "composite/sobjects")
     assert res.status_code == 400 and res.json()[0]["errorCode"] == "MISSING_ARGUMENT"
+
+
+def test_emulator_bug_answers_unknown_exception(
+    sf: Salesforce, emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken() -> dict[str, Any]:
+        raise RuntimeError("simulated emulator bug")
+
+    monkeypatch.setattr(emulator.org, "describe_global", broken)
+    res = call(sf, "GET", "sobjects")
+    assert res.status_code == 500
+    assert res.json()[0]["errorCode"] == "UNKNOWN_EXCEPTION"
+    # The connection survives: the next call on the same session works.
+    assert call(sf, "GET", "limits").status_code == 200

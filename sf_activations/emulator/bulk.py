@@ -452,8 +452,11 @@ class BulkJobStore:
             header_line, frame = parse_upload(path, job.column_delimiter, job.line_ending)
             job.header_line = header_line
             self._count_batches(frame.height)
+            parsed = time.perf_counter()
             applied = self.org.bulk_apply(job.object, job.operation, frame, job.external_id_field)
+            rows = frame.height
             del frame  # result files re-read the upload; keep only the outcome in memory
+            done = time.perf_counter()
             outcome = pl.DataFrame(
                 [
                     pl.Series("sf__Id", applied.ids, dtype=pl.String),
@@ -462,6 +465,14 @@ class BulkJobStore:
                 ]
             )
             failed = outcome.height - outcome["sf__Error"].null_count()
+            logger.info(
+                "bulk job %s: %d rows, parse %.2f s, org.bulk_apply %.2f s, outcome %.2f s",
+                job.id,
+                rows,
+                parsed - started,
+                done - parsed,
+                time.perf_counter() - done,
+            )
         except SalesforceError as err:
             self._fail(job, _job_message(err), started)
             return
