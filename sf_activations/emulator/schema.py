@@ -717,7 +717,7 @@ def _default_objects() -> list[ObjectDef]:
         "EmailMessage",
         "Email Message",
         "Email Messages",
-        "02s",
+        "02s",  # UNVERIFIED prefix (salesforce-api.md §5: go-emulator table only)
         (
             *system_fields(owner=False)[:2],
             _ref("ParentId", "Parent ID", ("Case",), "Parent"),
@@ -753,7 +753,7 @@ def _default_objects() -> list[ObjectDef]:
         "EmailMessageRelation",
         "Email Message Relation",
         "Email Message Relations",
-        "0EF",
+        "0EF",  # UNVERIFIED prefix: no source gives it
         (
             *system_fields(owner=False)[:2],
             _ref(
