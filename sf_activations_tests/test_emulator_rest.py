@@ -558,3 +558,16 @@ def test_emulator_bug_answers_unknown_exception(
     assert res.json()[0]["errorCode"] == "UNKNOWN_EXCEPTION"
     # The connection survives: the next call on the same session works.
     assert call(sf, "GET", "limits").status_code == 200
+
+
+def test_collection_mixed_types_at_most_ten_chunks(sf: Salesforce) -> None:
+    def contact(i: int) -> dict[str, Any]:
+        return {"attributes": {"type": "Contact"}, "LastName": f"c{i}"}
+
+    ten = [_acc(Name=f"a{i}") if i % 2 == 0 else contact(i) for i in range(10)]
+    res = call(sf, "POST", "composite/sobjects", data=json.dumps({"records": ten}))
+    assert res.status_code == 200 and all(i["success"] for i in res.json())
+    eleven = [*ten, _acc(Name="a10")]
+    res = call(sf, "POST", "composite/sobjects", data=json.dumps({"records": eleven}))
+    assert res.status_code == 400
+    assert res.json()[0]["message"].startswith("Cannot have more than 10 chunks")

@@ -47,6 +47,8 @@ DATA = "/services/data/{version}"
 # Collections accept at most 200 records (ids for delete) per call; retrieve takes 2000 ids.
 COLLECTION_LIMIT = 200
 RETRIEVE_LIMIT = 2000
+# Mixed-type Collections calls run in runs ("chunks") of one object type, at most 10.
+MAX_CHUNKS = 10
 # Query pages: 2000 by default; Sforce-Query-Options batchSize may ask for 200..2000.
 DEFAULT_BATCH = 2000
 MIN_BATCH = 200
@@ -499,6 +501,24 @@ def _records_of(body: Any) -> tuple[list[Any], bool]:
     return records, bool(body.get("allOrNone", False))
 
 
+def _check_chunks(records: Sequence[Any]) -> None:
+    """Mixed-type calls are processed in runs of one type; Salesforce allows 10 such chunks."""
+    chunks = 0
+    previous: str | None = None
+    for record in records:
+        sobject = (_type_of(record) or "") if isinstance(record, Mapping) else ""
+        if chunks == 0 or sobject.lower() != previous:
+            chunks += 1
+            previous = sobject.lower()
+    if chunks > MAX_CHUNKS:
+        # The message is Salesforce's (Apex DML); the code and status are UNVERIFIED for REST.
+        raise SalesforceError(
+            "INVALID_BATCH",
+            "Cannot have more than 10 chunks in a single operation. Please rearrange the data "
+            "to reduce chunking.",
+        )
+
+
 def _type_of(record: Mapping[str, Any]) -> str | None:
     attributes = record.get("attributes")
     if isinstance(attributes, Mapping) and isinstance(attributes.get("type"), str):
@@ -635,6 +655,7 @@ async def collection_create(request: Request) -> Response:
     """``POST /composite/sobjects``: HTTP 200 with one result per record, in order."""
     org = _org(request)
     records, all_or_none = _records_of(await read_json(request))
+    _check_chunks(records)
     ops = [_create_op(org, r) for r in records]
     results = await in_thread(_run_items, org, ops, all_or_none)
     return json_response([r.body(with_created=False) for r in results])
@@ -644,6 +665,7 @@ async def collection_update(request: Request) -> Response:
     """``PATCH /composite/sobjects``: records carry ``id`` and ``attributes.type``."""
     org = _org(request)
     records, all_or_none = _records_of(await read_json(request))
+    _check_chunks(records)
     ops = [_update_op(org, r) for r in records]
     results = await in_thread(_run_items, org, ops, all_or_none)
     return json_response([r.body(with_created=False) for r in results])
