@@ -404,3 +404,20 @@ def test_abort_while_in_progress(sf: Salesforce, emulator: EmulatorServer) -> No
     assert info["state"] == "Aborted" and info["numberRecordsProcessed"] == 0
     assert results(sf, job["id"], "unprocessedrecords") == b'Name\n"A"\n'
     assert sf.query("SELECT Id FROM Account")["totalSize"] == 0
+
+
+def test_bulk2_update_through_client(sf: Salesforce) -> None:
+    first = sf.Account.create({"Name": "Before", "Phone": "1"})["id"]
+    second = sf.Account.create({"Name": "Other", "Phone": "2"})["id"]
+    [summary] = sf.bulk2.Account.update(
+        records=[{"Id": first, "Name": "After"}, {"Id": second, "Name": ""}], wait=0
+    )
+    assert summary["numberRecordsProcessed"] == 2 and summary["numberRecordsFailed"] == 0
+    # simple-salesforce writes "" for a missing value: Salesforce leaves the field as it was.
+    assert sf.Account.get(first)["Name"] == "After"
+    assert sf.Account.get(second)["Name"] == "Other"
+    assert sf.Account.get(first)["Phone"] == "1"
+    assert sf.bulk2.Account.get_unprocessed_records(summary["job_id"]).splitlines() in (
+        ["Id,Name"],
+        ["Name,Id"],
+    )
