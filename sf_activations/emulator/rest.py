@@ -174,14 +174,14 @@ async def describe_object(request: Request) -> Response:
     """``GET /sobjects/{obj}/describe``."""
     org = _org(request)
     sobject = request.path_params["sobject"]
-    _check_object(org, sobject)
+    await in_thread(_check_object, org, sobject)
     return json_response(await in_thread(org.describe, sobject))
 
 
 async def object_info(request: Request) -> Response:
     """``GET /sobjects/{obj}``: basic info (UNVERIFIED shape: objectDescribe + recentItems)."""
     org = _org(request)
-    name = _check_object(org, request.path_params["sobject"])
+    name = await in_thread(_check_object, org, request.path_params["sobject"])
     described = await in_thread(org.describe_global)
     entry = next(
         (
@@ -202,7 +202,7 @@ async def object_info(request: Request) -> Response:
 async def create_record(request: Request) -> Response:
     """``POST /sobjects/{obj}`` (and ``POST /sobjects/{obj}/Id``): 201 with the new id."""
     org = _org(request)
-    sobject = _check_object(org, request.path_params["sobject"])
+    sobject = await in_thread(_check_object, org, request.path_params["sobject"])
     values = _json_object(await read_json(request))
     record_id = await in_thread(org.create, sobject, values)
     return json_response({"id": record_id, "success": True, "errors": []}, status=201)
@@ -228,7 +228,7 @@ def _check_record_id(record_id: str) -> None:
 async def get_record(request: Request) -> Response:
     """``GET /sobjects/{obj}/{id}[?fields=...]``."""
     org = _org(request)
-    sobject = _check_object(org, request.path_params["sobject"])
+    sobject = await in_thread(_check_object, org, request.path_params["sobject"])
     record_id = request.path_params["record_id"]
     _check_record_id(record_id)
     record = await in_thread(org.retrieve, sobject, record_id, _fields_param(request))
@@ -238,7 +238,7 @@ async def get_record(request: Request) -> Response:
 async def update_record(request: Request) -> Response:
     """``PATCH /sobjects/{obj}/{id}``: 204."""
     org = _org(request)
-    sobject = _check_object(org, request.path_params["sobject"])
+    sobject = await in_thread(_check_object, org, request.path_params["sobject"])
     record_id = request.path_params["record_id"]
     _check_record_id(record_id)
     values = _json_object(await read_json(request))
@@ -249,7 +249,7 @@ async def update_record(request: Request) -> Response:
 async def delete_record(request: Request) -> Response:
     """``DELETE /sobjects/{obj}/{id}``: 204; a second delete is ENTITY_IS_DELETED."""
     org = _org(request)
-    sobject = _check_object(org, request.path_params["sobject"])
+    sobject = await in_thread(_check_object, org, request.path_params["sobject"])
     record_id = request.path_params["record_id"]
     _check_record_id(record_id)
     await in_thread(org.delete, sobject, record_id)
@@ -260,8 +260,8 @@ async def get_by_external_id(request: Request) -> Response:
     """``GET /sobjects/{obj}/{extField}/{value}``: 200, or 300 with the matching record URLs."""
     org = _org(request)
     version = version_of(request)
-    sobject = _check_object(org, request.path_params["sobject"])
-    field = _check_external_id_field(org, sobject, request.path_params["field"])
+    sobject = await in_thread(_check_object, org, request.path_params["sobject"])
+    field = await in_thread(_check_external_id_field, org, sobject, request.path_params["field"])
     value = request.path_params["value"]
     try:
         record = await in_thread(
@@ -276,8 +276,8 @@ async def upsert_record(request: Request) -> Response:
     """``PATCH /sobjects/{obj}/{extField}/{value}``: 201 created, 200/204 updated, 300, 404."""
     org = _org(request)
     version = version_of(request)
-    sobject = _check_object(org, request.path_params["sobject"])
-    field = _check_external_id_field(org, sobject, request.path_params["field"])
+    sobject = await in_thread(_check_object, org, request.path_params["sobject"])
+    field = await in_thread(_check_external_id_field, org, sobject, request.path_params["field"])
     value = request.path_params["value"]
     values = _json_object(await read_json(request))
     update_only = request.query_params.get("updateOnly", "").lower() == "true"
@@ -305,8 +305,8 @@ async def delete_by_external_id(request: Request) -> Response:
     """``DELETE /sobjects/{obj}/{extField}/{value}``: 204."""
     org = _org(request)
     version = version_of(request)
-    sobject = _check_object(org, request.path_params["sobject"])
-    field = _check_external_id_field(org, sobject, request.path_params["field"])
+    sobject = await in_thread(_check_object, org, request.path_params["sobject"])
+    field = await in_thread(_check_external_id_field, org, sobject, request.path_params["field"])
     value = request.path_params["value"]
 
     def run() -> None:
@@ -674,8 +674,8 @@ async def collection_update(request: Request) -> Response:
 async def collection_upsert(request: Request) -> Response:
     """``PATCH /composite/sobjects/{obj}/{extField}``: items carry ``created``."""
     org = _org(request)
-    sobject = _check_object(org, request.path_params["sobject"])
-    field = _check_external_id_field(org, sobject, request.path_params["field"])
+    sobject = await in_thread(_check_object, org, request.path_params["sobject"])
+    field = await in_thread(_check_external_id_field, org, sobject, request.path_params["field"])
     records, all_or_none = _records_of(await read_json(request))
     ops = [_upsert_op(org, sobject, field, r) for r in records]
     results = await in_thread(_run_items, org, ops, all_or_none)
@@ -704,7 +704,7 @@ async def collection_delete(request: Request) -> Response:
 async def collection_retrieve(request: Request) -> Response:
     """``POST`` (JSON ids+fields) or ``GET`` (?ids=&fields=) ``/composite/sobjects/{obj}``."""
     org = _org(request)
-    sobject = _check_object(org, request.path_params["sobject"])
+    sobject = await in_thread(_check_object, org, request.path_params["sobject"])
     if request.method == "POST":
         body = _json_object(await read_json(request))
         ids = [str(i) for i in body.get("ids") or []]
