@@ -15,16 +15,19 @@ from typing import Any
 
 import pytest
 import requests
-from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceOperationError
 
 from sf_activations.emulator.server import EmulatorServer
+
+# simple-salesforce resolves object names (``sf.Account``) at run time, so its static types
+# cannot describe them: the client is typed loosely here.
+SF = Any
 
 JOB_ID_RE = re.compile(r"^750[0-9A-Za-z]{15}$")
 TIMESTAMP_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.000\+0000$")
 
 
-def call(sf: Salesforce, method: str, path: str, **kwargs: Any) -> requests.Response:
+def call(sf: SF, method: str, path: str, **kwargs: Any) -> requests.Response:
     headers = {
         "Authorization": f"Bearer {sf.session_id}",
         "Content-Type": "application/json",
@@ -33,7 +36,7 @@ def call(sf: Salesforce, method: str, path: str, **kwargs: Any) -> requests.Resp
     return sf.session.request(method, f"{sf.base_url}{path}", headers=headers, **kwargs)
 
 
-def create_job(sf: Salesforce, **body: Any) -> dict[str, Any]:
+def create_job(sf: SF, **body: Any) -> dict[str, Any]:
     payload = {"object": "Account", "contentType": "CSV", **body}
     res = call(sf, "POST", "jobs/ingest", data=json.dumps(payload))
     assert res.status_code == 200, res.text
@@ -41,17 +44,17 @@ def create_job(sf: Salesforce, **body: Any) -> dict[str, Any]:
     return job
 
 
-def put_csv(sf: Salesforce, job_id: str, data: bytes | Iterator[bytes]) -> requests.Response:
+def put_csv(sf: SF, job_id: str, data: bytes | Iterator[bytes]) -> requests.Response:
     return call(
         sf, "PUT", f"jobs/ingest/{job_id}/batches", data=data, headers={"Content-Type": "text/csv"}
     )
 
 
-def close(sf: Salesforce, job_id: str, state: str = "UploadComplete") -> requests.Response:
+def close(sf: SF, job_id: str, state: str = "UploadComplete") -> requests.Response:
     return call(sf, "PATCH", f"jobs/ingest/{job_id}", data=json.dumps({"state": state}))
 
 
-def wait_done(sf: Salesforce, job_id: str, kind: str = "ingest") -> dict[str, Any]:
+def wait_done(sf: SF, job_id: str, kind: str = "ingest") -> dict[str, Any]:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         info: dict[str, Any] = call(sf, "GET", f"jobs/{kind}/{job_id}").json()
@@ -61,14 +64,14 @@ def wait_done(sf: Salesforce, job_id: str, kind: str = "ingest") -> dict[str, An
     raise AssertionError(f"job {job_id} did not finish")
 
 
-def run_raw(sf: Salesforce, data: bytes, **body: Any) -> dict[str, Any]:
+def run_raw(sf: SF, data: bytes, **body: Any) -> dict[str, Any]:
     job = create_job(sf, **body)
     assert put_csv(sf, job["id"], data).status_code == 201
     assert close(sf, job["id"]).status_code == 200
     return wait_done(sf, job["id"])
 
 
-def results(sf: Salesforce, job_id: str, kind: str) -> bytes:
+def results(sf: SF, job_id: str, kind: str) -> bytes:
     res = call(sf, "GET", f"jobs/ingest/{job_id}/{kind}")
     assert res.status_code == 200
     assert res.headers["content-type"].startswith("text/csv")
@@ -78,7 +81,7 @@ def results(sf: Salesforce, job_id: str, kind: str) -> bytes:
 # ------------------------------------------------------------------------ job lifecycle
 
 
-def test_job_info_shapes(sf: Salesforce) -> None:
+def test_job_info_shapes(sf: SF) -> None:
     job = create_job(sf, operation="upsert", externalIdFieldName="External_Id__c")
     assert list(job) == [
         "id",
@@ -124,7 +127,7 @@ def test_job_info_shapes(sf: Salesforce) -> None:
     assert call(sf, "GET", f"jobs/ingest/{job['id']}").status_code == 404
 
 
-def test_create_job_validation(sf: Salesforce) -> None:
+def test_create_job_validation(sf: SF) -> None:
     def error_of(**body: Any) -> tuple[int, list[dict[str, Any]]]:
         res = call(sf, "POST", "jobs/ingest", data=json.dumps({"contentType": "CSV", **body}))
         return res.status_code, res.json()
@@ -148,7 +151,7 @@ def test_create_job_validation(sf: Salesforce) -> None:
     assert res.status_code == 400 and res.json()[0]["errorCode"] == "JSON_PARSER_ERROR"
 
 
-def test_second_put_is_rejected(sf: Salesforce) -> None:
+def test_second_put_is_rejected(sf: SF) -> None:
     job = create_job(sf, operation="insert")
     assert put_csv(sf, job["id"], b"Name\nA\n").status_code == 201
     second = put_csv(sf, job["id"], b"Name\nB\n")
@@ -162,7 +165,7 @@ def test_second_put_is_rejected(sf: Salesforce) -> None:
     assert put_csv(sf, job["id"], b"Name\nC\n").status_code >= 400
 
 
-def test_chunked_upload(sf: Salesforce) -> None:
+def test_chunked_upload(sf: SF) -> None:
     def chunks() -> Iterator[bytes]:
         yield b"Name,External_Id__c\n"
         for i in range(1000):
@@ -178,7 +181,7 @@ def test_chunked_upload(sf: Salesforce) -> None:
     assert batches["Max"] - batches["Remaining"] == 1  # one internal batch per 10,000 rows
 
 
-def test_upload_size_cap(sf: Salesforce, emulator: EmulatorServer) -> None:
+def test_upload_size_cap(sf: SF, emulator: EmulatorServer) -> None:
     emulator.emulator.bulk_jobs.max_upload_bytes = 1000
     job = create_job(sf, operation="insert")
     res = put_csv(sf, job["id"], b"Name\n" + b"x" * 2000 + b"\n")
@@ -191,7 +194,7 @@ def test_upload_size_cap(sf: Salesforce, emulator: EmulatorServer) -> None:
 # ------------------------------------------------------------------------ simple-salesforce bulk2
 
 
-def test_bulk2_insert_and_result_files(sf: Salesforce) -> None:
+def test_bulk2_insert_and_result_files(sf: SF) -> None:
     records = [{"Name": "Acme", "External_Id__c": "B-1"}, {"Name": "Beta", "External_Id__c": "B-2"}]
     [summary] = sf.bulk2.Account.insert(records=records, wait=0)
     assert summary["numberRecordsProcessed"] == 2 and summary["numberRecordsFailed"] == 0
@@ -209,7 +212,7 @@ def test_bulk2_insert_and_result_files(sf: Salesforce) -> None:
     assert failed.count("\n") == 1
 
 
-def test_bulk2_upsert_update_and_failed_rows(sf: Salesforce) -> None:
+def test_bulk2_upsert_update_and_failed_rows(sf: SF) -> None:
     sf.bulk2.Account.upsert(
         records=[{"Name": "One", "External_Id__c": "U-1"}],
         external_id_field="External_Id__c",
@@ -240,7 +243,7 @@ def test_bulk2_upsert_update_and_failed_rows(sf: Salesforce) -> None:
     assert all_records["unprocessedRecords"] == []
 
 
-def test_na_clears_and_empty_leaves(sf: Salesforce) -> None:
+def test_na_clears_and_empty_leaves(sf: SF) -> None:
     record_id = sf.Account.create({"Name": "Keep", "Phone": "111", "Website": "https://w.example"})[
         "id"
     ]
@@ -257,7 +260,7 @@ def test_na_clears_and_empty_leaves(sf: Salesforce) -> None:
     )
 
 
-def test_bad_header_fails_the_job(sf: Salesforce) -> None:
+def test_bad_header_fails_the_job(sf: SF) -> None:
     info = run_raw(sf, b"Name,StageName_invalid\nA,B\n", operation="insert")
     assert info["state"] == "Failed"
     assert info["numberRecordsProcessed"] == 0 and info["numberRecordsFailed"] == 0
@@ -268,7 +271,7 @@ def test_bad_header_fails_the_job(sf: Salesforce) -> None:
         sf.bulk2.Account.insert(records=[{"Name": "x", "Nope__c": "y"}], wait=0)
 
 
-def test_bulk2_delete_and_hard_delete(sf: Salesforce) -> None:
+def test_bulk2_delete_and_hard_delete(sf: SF) -> None:
     ids = [sf.Account.create({"Name": f"D{i}"})["id"] for i in range(4)]
     [soft] = sf.bulk2.Account.delete(records=[{"Id": i} for i in ids[:2]], wait=0)
     assert soft["numberRecordsProcessed"] == 2 and soft["numberRecordsFailed"] == 0
@@ -285,7 +288,7 @@ def test_bulk2_delete_and_hard_delete(sf: Salesforce) -> None:
     assert bin_ids == set(ids[:2])
 
 
-def test_line_ending_and_delimiter_respected(sf: Salesforce) -> None:
+def test_line_ending_and_delimiter_respected(sf: SF) -> None:
     data = b"Name|External_Id__c\r\nPipe, Inc|P-1\r\n"
     info = run_raw(sf, data, operation="insert", lineEnding="CRLF", columnDelimiter="PIPE")
     assert info["numberRecordsFailed"] == 0
@@ -302,7 +305,7 @@ def test_line_ending_and_delimiter_respected(sf: Salesforce) -> None:
     )
 
 
-def test_abort_and_unprocessed(sf: Salesforce) -> None:
+def test_abort_and_unprocessed(sf: SF) -> None:
     job = create_job(sf, operation="insert")
     assert put_csv(sf, job["id"], b"Name\nA\nB\n").status_code == 201
     # An Open job cannot be deleted.
@@ -315,7 +318,7 @@ def test_abort_and_unprocessed(sf: Salesforce) -> None:
     assert close(sf, job["id"], "UploadComplete").status_code >= 400
 
 
-def test_in_progress_state_is_visible(sf: Salesforce, emulator: EmulatorServer) -> None:
+def test_in_progress_state_is_visible(sf: SF, emulator: EmulatorServer) -> None:
     emulator.emulator.bulk_jobs.processing_delay = 0.5
     job = create_job(sf, operation="insert")
     put_csv(sf, job["id"], b"Name\nA\n")
@@ -329,7 +332,7 @@ def test_in_progress_state_is_visible(sf: Salesforce, emulator: EmulatorServer) 
 # ------------------------------------------------------------------------ query jobs
 
 
-def test_bulk2_query_through_client(sf: Salesforce, emulator: EmulatorServer) -> None:
+def test_bulk2_query_through_client(sf: SF, emulator: EmulatorServer) -> None:
     for i in range(5):
         emulator.org.create("Account", {"Name": f"Q{i}", "Phone": None if i == 0 else f"{i}"})
     pages = list(
@@ -353,7 +356,7 @@ def test_bulk2_query_through_client(sf: Salesforce, emulator: EmulatorServer) ->
     assert limits["DailyBulkV2QueryJobs"]["Max"] - limits["DailyBulkV2QueryJobs"]["Remaining"] == 2
 
 
-def test_query_job_results_headers_and_412(sf: Salesforce, emulator: EmulatorServer) -> None:
+def test_query_job_results_headers_and_412(sf: SF, emulator: EmulatorServer) -> None:
     emulator.org.create("Account", {"Name": "Only"})
     emulator.emulator.bulk_jobs.processing_delay = 0.5
     job = call(
@@ -383,7 +386,7 @@ def test_query_job_results_headers_and_412(sf: Salesforce, emulator: EmulatorSer
     assert bad.status_code == 400 and bad.json()[0]["errorCode"] == "INVALID_FIELD"
 
 
-def test_query_all_job_sees_deleted(sf: Salesforce) -> None:
+def test_query_all_job_sees_deleted(sf: SF) -> None:
     record_id = sf.Account.create({"Name": "Gone"})["id"]
     sf.Account.delete(record_id)
     assert list(sf.bulk2.Account.query("SELECT Id FROM Account", wait=0)) == ['"Id"\n']
@@ -391,7 +394,7 @@ def test_query_all_job_sees_deleted(sf: Salesforce) -> None:
     assert pages == [f'"Id","IsDeleted"\n"{record_id}","true"\n']
 
 
-def test_abort_while_in_progress(sf: Salesforce, emulator: EmulatorServer) -> None:
+def test_abort_while_in_progress(sf: SF, emulator: EmulatorServer) -> None:
     emulator.emulator.bulk_jobs.processing_delay = 0.4
     job = create_job(sf, operation="insert")
     put_csv(sf, job["id"], b"Name\nA\n")
@@ -406,7 +409,7 @@ def test_abort_while_in_progress(sf: Salesforce, emulator: EmulatorServer) -> No
     assert sf.query("SELECT Id FROM Account")["totalSize"] == 0
 
 
-def test_bulk2_update_through_client(sf: Salesforce) -> None:
+def test_bulk2_update_through_client(sf: SF) -> None:
     first = sf.Account.create({"Name": "Before", "Phone": "1"})["id"]
     second = sf.Account.create({"Name": "Other", "Phone": "2"})["id"]
     [summary] = sf.bulk2.Account.update(

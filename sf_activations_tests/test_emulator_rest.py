@@ -12,7 +12,6 @@ from typing import Any
 import polars as pl
 import pytest
 import requests
-from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import (
     SalesforceMalformedRequest,
     SalesforceMoreThanOneRecord,
@@ -22,11 +21,15 @@ from simple_salesforce.exceptions import (
 from sf_activations.emulator.schema import FieldDef
 from sf_activations.emulator.server import EmulatorServer
 
+# simple-salesforce resolves object names (``sf.Account``) at run time, so its static types
+# cannot describe them: the client is typed loosely here.
+SF = Any
+
 ID_RE = re.compile(r"^[0-9A-Za-z]{18}$")
 NOT_FOUND_BODY = [{"errorCode": "NOT_FOUND", "message": "The requested resource does not exist"}]
 
 
-def call(sf: Salesforce, method: str, path: str, **kwargs: Any) -> requests.Response:
+def call(sf: SF, method: str, path: str, **kwargs: Any) -> requests.Response:
     """A raw call on the client's own session (status codes that simple-salesforce hides)."""
     url = path if path.startswith("https://") else f"{sf.base_url}{path}"
     headers = {
@@ -37,14 +40,14 @@ def call(sf: Salesforce, method: str, path: str, **kwargs: Any) -> requests.Resp
     return sf.session.request(method, url, headers=headers, **kwargs)
 
 
-def instance(sf: Salesforce) -> str:
+def instance(sf: SF) -> str:
     return f"https://{sf.sf_instance}"
 
 
 # ------------------------------------------------------------------------ versions, describe
 
 
-def test_versions_list_and_resources(sf: Salesforce) -> None:
+def test_versions_list_and_resources(sf: SF) -> None:
     versions = call(sf, "GET", f"{instance(sf)}/services/data").json()
     by_version = {v["version"]: v for v in versions}
     assert by_version["59.0"] == {
@@ -58,7 +61,7 @@ def test_versions_list_and_resources(sf: Salesforce) -> None:
     assert res.json()["sobjects"] == "/services/data/v59.0/sobjects"
 
 
-def test_unknown_version_is_not_found(sf: Salesforce) -> None:
+def test_unknown_version_is_not_found(sf: SF) -> None:
     res = call(sf, "GET", f"{instance(sf)}/services/data/v12.0/sobjects")
     assert res.status_code == 404
     assert res.json() == NOT_FOUND_BODY
@@ -66,13 +69,13 @@ def test_unknown_version_is_not_found(sf: Salesforce) -> None:
     assert res.status_code == 404
 
 
-def test_limits_through_client(sf: Salesforce) -> None:
+def test_limits_through_client(sf: SF) -> None:
     limits = sf.limits()
     assert limits["DailyApiRequests"]["Max"] == 15000
     assert 0 < limits["DailyApiRequests"]["Remaining"] < 15000
 
 
-def test_describe_global_object_and_unknown(sf: Salesforce) -> None:
+def test_describe_global_object_and_unknown(sf: SF) -> None:
     described = sf.describe()
     assert described["encoding"] == "UTF-8"
     assert described["maxBatchSize"] == 200
@@ -100,7 +103,7 @@ def test_describe_global_object_and_unknown(sf: Salesforce) -> None:
 # ------------------------------------------------------------------------ single records
 
 
-def test_crud_round_trip(sf: Salesforce) -> None:
+def test_crud_round_trip(sf: SF) -> None:
     created = sf.Account.create({"Name": "Acme", "phone": "+1 555 0100"})
     assert created["success"] is True and created["errors"] == []
     record_id = created["id"]
@@ -141,7 +144,7 @@ def test_crud_round_trip(sf: Salesforce) -> None:
     assert gone.json() == NOT_FOUND_BODY
 
 
-def test_create_validation_error_body(sf: Salesforce) -> None:
+def test_create_validation_error_body(sf: SF) -> None:
     res = call(sf, "POST", "sobjects/Account", data=json.dumps({"Phone": "1"}))
     assert res.status_code == 400
     assert res.json() == [
@@ -155,7 +158,7 @@ def test_create_validation_error_body(sf: Salesforce) -> None:
         sf.Account.create({"Name": "x", "Bogus__c": 1})
 
 
-def test_malformed_record_id_is_read_as_external_id_field(sf: Salesforce) -> None:
+def test_malformed_record_id_is_read_as_external_id_field(sf: SF) -> None:
     res = call(sf, "GET", "sobjects/Account/notAnId")
     assert res.status_code == 404
     assert res.json() == [
@@ -166,7 +169,7 @@ def test_malformed_record_id_is_read_as_external_id_field(sf: Salesforce) -> Non
     ]
 
 
-def test_bad_json_and_wrong_method(sf: Salesforce) -> None:
+def test_bad_json_and_wrong_method(sf: SF) -> None:
     res = call(sf, "POST", "sobjects/Account", data="{not json")
     assert res.status_code == 400
     assert res.json()[0]["errorCode"] == "JSON_PARSER_ERROR"
@@ -185,7 +188,7 @@ def test_bad_json_and_wrong_method(sf: Salesforce) -> None:
     assert res.status_code == 405
 
 
-def test_post_to_id_path_creates(sf: Salesforce) -> None:
+def test_post_to_id_path_creates(sf: SF) -> None:
     res = call(sf, "POST", "sobjects/Account/Id", data=json.dumps({"Name": "Via Id"}))
     assert res.status_code == 201
     assert sf.Account.get(res.json()["id"])["Name"] == "Via Id"
@@ -196,7 +199,7 @@ def test_post_to_id_path_creates(sf: Salesforce) -> None:
 # ------------------------------------------------------------------------ upsert
 
 
-def test_upsert_created_updated_and_by_external_id(sf: Salesforce) -> None:
+def test_upsert_created_updated_and_by_external_id(sf: SF) -> None:
     assert sf.Account.upsert("External_Id__c/A-1", {"Name": "One"}) == 201
     res = call(sf, "PATCH", "sobjects/Account/External_Id__c/A-2", data=json.dumps({"Name": "Two"}))
     assert res.status_code == 201
@@ -233,7 +236,7 @@ def test_upsert_created_updated_and_by_external_id(sf: Salesforce) -> None:
     assert sf.query("SELECT Id FROM Account WHERE External_Id__c = 'A-1'")["totalSize"] == 0
 
 
-def test_upsert_unknown_external_id_field(sf: Salesforce) -> None:
+def test_upsert_unknown_external_id_field(sf: SF) -> None:
     res = call(sf, "PATCH", "sobjects/Account/ERP_Id__c/1", data=json.dumps({"Name": "x"}))
     assert res.status_code == 404
     assert res.json() == [
@@ -249,7 +252,7 @@ def test_upsert_unknown_external_id_field(sf: Salesforce) -> None:
         sf.Account.upsert("ERP_Id__c/1", {"Name": "x"})
 
 
-def test_upsert_several_matches_is_300(sf: Salesforce, emulator: EmulatorServer) -> None:
+def test_upsert_several_matches_is_300(sf: SF, emulator: EmulatorServer) -> None:
     emulator.org.schema.add_field(
         "Account",
         FieldDef(
@@ -289,9 +292,7 @@ def _seed_accounts(emulator: EmulatorServer, n: int) -> list[str]:
     return [str(i) for i in outcome.ids]
 
 
-def test_query_paging_with_query_all_and_query_more(
-    sf: Salesforce, emulator: EmulatorServer
-) -> None:
+def test_query_paging_with_query_all_and_query_more(sf: SF, emulator: EmulatorServer) -> None:
     _seed_accounts(emulator, 2500)
     first = sf.query("SELECT Id, Name FROM Account ORDER BY Name")
     assert first["totalSize"] == 2500 and first["done"] is False
@@ -310,7 +311,7 @@ def test_query_paging_with_query_all_and_query_more(
     assert everything["records"][0]["attributes"]["type"] == "Account"
 
 
-def test_query_batch_size_header(sf: Salesforce, emulator: EmulatorServer) -> None:
+def test_query_batch_size_header(sf: SF, emulator: EmulatorServer) -> None:
     _seed_accounts(emulator, 450)
     res = call(
         sf,
@@ -336,7 +337,7 @@ def test_query_batch_size_header(sf: Salesforce, emulator: EmulatorServer) -> No
 
 
 def test_query_all_sees_deleted_and_its_locator_works_under_both_paths(
-    sf: Salesforce, emulator: EmulatorServer
+    sf: SF, emulator: EmulatorServer
 ) -> None:
     ids = _seed_accounts(emulator, 2100)
     for record_id in ids[:3]:
@@ -354,7 +355,7 @@ def test_query_all_sees_deleted_and_its_locator_works_under_both_paths(
     assert len(via_query["records"]) == 100 and via_query["done"] is True
 
 
-def test_only_ten_cursors_stay_open(sf: Salesforce, emulator: EmulatorServer) -> None:
+def test_only_ten_cursors_stay_open(sf: SF, emulator: EmulatorServer) -> None:
     _seed_accounts(emulator, 2001)
     urls = [sf.query("SELECT Id FROM Account")["nextRecordsUrl"] for _ in range(11)]
     # Opening an eleventh cursor released the oldest one.
@@ -364,7 +365,7 @@ def test_only_ten_cursors_stay_open(sf: Salesforce, emulator: EmulatorServer) ->
     assert len(sf.query_more(urls[1], identifier_is_url=True)["records"]) == 1
 
 
-def test_query_errors(sf: Salesforce) -> None:
+def test_query_errors(sf: SF) -> None:
     res = call(sf, "GET", "query", params={"q": "SELECT Id FROM Accout"})
     assert res.status_code == 400
     assert res.json()[0]["errorCode"] == "INVALID_TYPE"
@@ -378,7 +379,7 @@ def test_query_errors(sf: Salesforce) -> None:
     assert res.json()[0]["errorCode"] == "MALFORMED_QUERY"
 
 
-def test_count_query(sf: Salesforce, emulator: EmulatorServer) -> None:
+def test_count_query(sf: SF, emulator: EmulatorServer) -> None:
     _seed_accounts(emulator, 5)
     result = sf.query("SELECT COUNT() FROM Account")
     assert result == {"totalSize": 5, "done": True, "records": []}
@@ -402,8 +403,8 @@ def _acc(**values: Any) -> dict[str, Any]:
     return {"attributes": {"type": "Account"}, **values}
 
 
-def test_collection_create_partial_and_all_or_none(sf: Salesforce) -> None:
-    body = {"allOrNone": False, "records": [_acc(Name="ok"), _acc(Phone="1")]}
+def test_collection_create_partial_and_all_or_none(sf: SF) -> None:
+    body: dict[str, Any] = {"allOrNone": False, "records": [_acc(Name="ok"), _acc(Phone="1")]}
     res = call(sf, "POST", "composite/sobjects", data=json.dumps(body))
     assert res.status_code == 200
     items = res.json()
@@ -430,7 +431,7 @@ def test_collection_create_partial_and_all_or_none(sf: Salesforce) -> None:
     assert items[1]["id"].startswith("003")
 
 
-def test_collection_limits_and_empty(sf: Salesforce) -> None:
+def test_collection_limits_and_empty(sf: SF) -> None:
     res = call(sf, "POST", "composite/sobjects", data=json.dumps({"records": []}))
     assert res.status_code == 400
     assert res.json() == [
@@ -449,10 +450,10 @@ def test_collection_limits_and_empty(sf: Salesforce) -> None:
     assert res.status_code == 200 and all(i["success"] for i in res.json())
 
 
-def test_collection_update_missing_id_and_rollback(sf: Salesforce) -> None:
+def test_collection_update_missing_id_and_rollback(sf: SF) -> None:
     a = sf.Account.create({"Name": "A"})["id"]
     b = sf.Account.create({"Name": "B"})["id"]
-    body = {"records": [_acc(Name="no id"), _acc(id=a, Name="A2")]}
+    body: dict[str, Any] = {"records": [_acc(Name="no id"), _acc(id=a, Name="A2")]}
     items = call(sf, "PATCH", "composite/sobjects", data=json.dumps(body)).json()
     assert items[0] == {
         "success": False,
@@ -477,7 +478,7 @@ def test_collection_update_missing_id_and_rollback(sf: Salesforce) -> None:
     assert sf.Account.get(b)["Name"] == "B"
 
 
-def test_collection_upsert_delete_retrieve(sf: Salesforce) -> None:
+def test_collection_upsert_delete_retrieve(sf: SF) -> None:
     existing = sf.Account.create({"Name": "Old", "External_Id__c": "E-1"})["id"]
     body = {
         "allOrNone": False,
@@ -516,7 +517,7 @@ def test_collection_upsert_delete_retrieve(sf: Salesforce) -> None:
     assert res.status_code == 404
 
 
-def test_collection_items_naming_missing_or_malformed_ids(sf: Salesforce) -> None:
+def test_collection_items_naming_missing_or_malformed_ids(sf: SF) -> None:
     body = {
         "records": [
             _acc(id="001000000000000AAA", Name="ghost"),
@@ -547,7 +548,7 @@ def test_collection_items_naming_missing_or_malformed_ids(sf: Salesforce) -> Non
 
 
 def test_emulator_bug_answers_unknown_exception(
-    sf: Salesforce, emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+    sf: SF, emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def broken() -> dict[str, Any]:
         raise RuntimeError("simulated emulator bug")
@@ -560,7 +561,7 @@ def test_emulator_bug_answers_unknown_exception(
     assert call(sf, "GET", "limits").status_code == 200
 
 
-def test_collection_mixed_types_at_most_ten_chunks(sf: Salesforce) -> None:
+def test_collection_mixed_types_at_most_ten_chunks(sf: SF) -> None:
     def contact(i: int) -> dict[str, Any]:
         return {"attributes": {"type": "Contact"}, "LastName": f"c{i}"}
 
