@@ -41,7 +41,12 @@ class FieldDescribe:
     @property
     def required_on_create(self) -> bool:
         """Salesforce rejects a create without this field (REQUIRED_FIELD_MISSING)."""
-        return self.createable and not self.nillable and not self.defaulted_on_create and self.type != "boolean"
+        return (
+            self.createable
+            and not self.nillable
+            and not self.defaulted_on_create
+            and self.type != "boolean"
+        )
 
     @classmethod
     def from_api(cls, payload: Mapping[str, Any]) -> FieldDescribe:
@@ -64,7 +69,9 @@ class FieldDescribe:
             calculated=bool(payload.get("calculated", False)),
             restricted_picklist=bool(payload.get("restrictedPicklist", False)),
             picklist_values=tuple(
-                str(v["value"]) for v in payload.get("picklistValues") or () if v.get("active", True)
+                str(v["value"])
+                for v in payload.get("picklistValues") or ()
+                if v.get("active", True)
             ),
             reference_to=tuple(str(r) for r in payload.get("referenceTo") or ()),
             relationship_name=payload.get("relationshipName"),
@@ -129,7 +136,9 @@ class RecordError:
         message, sep, fields = rest.rpartition(":")
         if not sep:
             message, fields = rest, ""
-        return cls(code=code.strip(), message=message, fields=tuple(f for f in fields.split(",") if f))
+        return cls(
+            code=code.strip(), message=message, fields=tuple(f for f in fields.split(",") if f)
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,7 +60,9 @@ class SyncSpec:
     partitions: PartitionSpec = field(default_factory=PartitionSpec)
     batch_size: int = 10_000  # records per Bulk job
     rest_threshold: int = 200  # at most this many records to send: REST collections instead of Bulk
-    max_rejected_fraction: float = 0.05  # the asset check fails above this share of rejected records
+    max_rejected_fraction: float = (
+        0.05  # the asset check fails above this share of rejected records
+    )
     max_attempts: int = 0  # 0 = retry rejected records on every run, forever
     schedule: str | None = None  # cron
     source_file: str = ""  # the YAML file it came from, for error messages
