@@ -1,8 +1,10 @@
 """``sf-activations check``: is the project ready to sync? Config, connection, describe, columns.
 
 This is where describe-dependent config errors (unknown object or field, read-only field, key
-that is not an External ID) show up before any run: loading the project for Dagster stays
-offline, so those checks happen here and at the start of each sync asset's run.
+that is not an External ID) show up live before any run. Loading the project for Dagster stays
+offline: it checks the syncs against the describes stored here (and by every run) in the
+project's describe snapshot; ``check --refresh`` rewrites that snapshot after a change in
+Salesforce.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from sf_activations.sync.model import ObjectDescribe
 
 
 @dataclass
@@ -30,14 +35,22 @@ class CheckResult:
         self.lines.append(f"FAIL  {text}")
 
 
-def check_project(project_dir: str | os.PathLike[str], *, sync: str | None = None) -> CheckResult:
-    """Load the project, log in to Salesforce and check every sync (or one) against describe()."""
+def check_project(
+    project_dir: str | os.PathLike[str], *, sync: str | None = None, refresh: bool = False
+) -> CheckResult:
+    """Load the project, log in to Salesforce and check every sync (or one) against describe().
+
+    Every describe fetched (the syncs' objects and their lookups' parents) is stored in the
+    project's describe snapshot, which ``build_definitions`` checks the syncs against offline.
+    ``refresh`` re-reads describes even if cached and drops stored objects no sync uses.
+    """
     from sf_activations.config import (
         PROJECT_FILE,
         ConfigError,
         load_project,
         resolve_credentials,
     )
+    from sf_activations.config.snapshot import remove_others, save_describe, save_missing
     from sf_activations.salesforce.connection import connect
     from sf_activations.salesforce.errors import SalesforceAuthError
     from sf_activations.sync.mapping import validate_spec
@@ -75,23 +88,62 @@ def check_project(project_dir: str | os.PathLike[str], *, sync: str | None = Non
         result.good(f"logged in to {client.instance_url} ({creds.auth}){extra}")
         warehouse_file = project.warehouse_path
         warehouse = DuckDBWarehouse.at(str(warehouse_file)) if warehouse_file.exists() else None
+        fetched: set[str] = set()
         for spec in specs:
             where = f"sync '{spec.name}' ({spec.source_file})"
             try:
-                describe = client.describe(spec.sobject)
+                describe = client.describe(spec.sobject, refresh=refresh)
             except SalesforceRequestError as exc:
+                if exc.code == "NOT_FOUND":
+                    save_missing(
+                        project.describe_dir,
+                        spec.sobject,
+                        exc.code,
+                        instance_url=client.instance_url,
+                    )
+                    fetched.add(spec.sobject)
                 result.bad(f"{where}: object '{spec.sobject}': {exc.code}: {exc.message}")
                 continue
-            fit_problems = validate_spec(spec, describe)
+            save_describe(project.describe_dir, describe, instance_url=client.instance_url)
+            fetched.add(describe.name)
+            parents = _parent_describes(client, spec, describe, refresh=refresh)
+            for parent in parents.values():
+                save_describe(project.describe_dir, parent, instance_url=client.instance_url)
+                fetched.add(parent.name)
+            fit_problems = validate_spec(spec, describe, parents=parents)
             for text in fit_problems:
                 result.bad(f"{where}: {text}")
             if not fit_problems:
                 result.good(f"{where}: {len(spec.mappings)} mapping(s) fit {describe.name}")
             if warehouse is not None:
                 _check_columns(result, where, spec, project, warehouse)
+        if refresh and sync is None:
+            # Objects no sync uses any more would only ever produce stale checks.
+            remove_others(project.describe_dir, fetched)
+        result.good(
+            f"describes of {', '.join(sorted(fetched)) or 'no object'} stored in "
+            f"{project.describe_dir} (definitions are checked against them when they load)"
+        )
     finally:
         client.close()
     return result
+
+
+def _parent_describes(
+    client: Any, spec: Any, describe: Any, *, refresh: bool
+) -> dict[str, ObjectDescribe]:
+    """Describes of the objects the sync's lookups point at (to check the lookup fields)."""
+    from sf_activations.config.snapshot import objects_needed
+    from sf_activations.sync.model import SalesforceRequestError
+
+    out: dict[str, ObjectDescribe] = {}
+    for name in objects_needed(spec, describe)[1:]:
+        try:
+            out[name] = client.describe(name, refresh=refresh)
+        except SalesforceRequestError:
+            # The lookup's own check names the field; a parent we cannot see is not checked.
+            continue
+    return out
 
 
 def _check_columns(
@@ -117,7 +169,7 @@ def _check_columns(
 
 def _main(args: argparse.Namespace) -> int:
     out: TextIO = sys.stdout
-    result = check_project(args.project, sync=args.sync)
+    result = check_project(args.project, sync=args.sync, refresh=args.refresh)
     for line in result.lines:
         print(line, file=out)
     print("ready to sync" if result.ok else "not ready: fix the FAIL lines above", file=out)
@@ -140,4 +192,9 @@ def add_parser(subparsers: Any) -> None:
         help="project folder (default: $SF_ACTIVATIONS_PROJECT or the demo project)",
     )
     parser.add_argument("--sync", default=None, help="check only this sync")
+    parser.add_argument(
+        "--refresh",
+        action="store_true",
+        help="re-read every describe and rewrite the stored snapshot (drops objects no sync uses)",
+    )
     parser.set_defaults(func=_main)

@@ -15,6 +15,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from sf_activations.config import ConfigError
 from sf_activations.defs import CHECK_NAME, build_definitions
 from sf_activations.demo import demo_org, emulator_environment
 from sf_activations.demo_project import DEMO_PROJECT_DIR
@@ -250,3 +251,10 @@ def test_describe_problem_fails_the_run_naming_sync_and_field(
     combined = f"{text}\n{description}"
     assert "salesforce_accounts" in combined
     assert "Industri" in combined
+    # The run stored the describe it fetched: the next load of the definitions fails offline,
+    # naming the file, the sync and the mapping.
+    with pytest.raises(ConfigError) as info:
+        build_definitions(project)
+    (problem,) = info.value.problems
+    assert (problem.sync, problem.field) == ("salesforce_accounts", "mappings[1].target")
+    assert "Industri" in problem.message and "check --refresh" in problem.fix

@@ -8,8 +8,10 @@ name the file, the sync, the field and what to do.
 Checks that need Salesforce's describe() (unknown object or field, read-only field, key not an
 External ID) are NOT done here: loading must work without the network (``dagster dev``, CI and
 ``definitions validate`` load the project offline, and a slow or unreachable org must not break
-the UI). They run at the start of each sync asset's run and in ``sf-activations check``, both
-through the engine's ``validate_spec``.
+the UI). ``build_definitions`` runs them against the describe snapshot that runs and
+``sf-activations check`` store (``snapshot.py``) when one exists; they also run live at the
+start of each sync asset's run and in ``sf-activations check``, all through the engine's
+``validate_spec``.
 """
 
 from __future__ import annotations
@@ -85,6 +87,13 @@ class Project:
         st = self.config.state
         raw = os.environ.get(st.path_env, st.path) if st.path_env else st.path
         return (self.root / raw).resolve()
+
+    @property
+    def describe_dir(self) -> Path:
+        """Where the describe snapshot lives: ``describe/`` next to the state file."""
+        from sf_activations.config.snapshot import snapshot_dir
+
+        return snapshot_dir(self.state_path)
 
     def sync(self, name: str) -> SyncSpec:
         """The sync called ``name``."""

@@ -9,7 +9,9 @@ from typing import Any
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from sf_activations.config.errors import ConfigError
 from sf_activations.config.loader import Project, load_project
+from sf_activations.config.snapshot import load_snapshot, snapshot_problems
 from sf_activations.defs.assets import (
     model_asset,
     source_spec,
@@ -29,6 +31,7 @@ def build_definitions(
     *,
     extra_assets: Sequence[AssetLike] = (),
     resources: Mapping[str, Any] | None = None,
+    check_snapshot: bool = True,
 ) -> dg.Definitions:
     """Definitions for a project: models, syncs (with checks), jobs, schedules, retry sensors
     and resources.
@@ -37,8 +40,18 @@ def build_definitions(
     point at by ``asset_key``: they replace the external spec the source would get otherwise.
     ``resources`` override the defaults built from ``sf_activations.yaml`` (tests use this).
     Loading needs no network and no secret: secrets are ``dg.EnvVar``s read at launch.
+
+    When the project has a describe snapshot (stored by every run and by ``sf-activations
+    check``), every sync is checked against it and a misfit (unknown object or field, read-only
+    field, key not an External ID...) raises ``ConfigError`` naming file, sync and field.
+    ``check_snapshot=False`` skips that (``sf-activations check --refresh`` must load a project
+    whose snapshot is stale).
     """
     project = project_dir if isinstance(project_dir, Project) else load_project(project_dir)
+    if check_snapshot:
+        problems = snapshot_problems(project.syncs, load_snapshot(project.describe_dir))
+        if problems:
+            raise ConfigError(problems)
     provided: set[dg.AssetKey] = set()
     for a in extra_assets:
         provided |= set(a.keys) if isinstance(a, dg.AssetsDefinition) else {a.key}

@@ -15,7 +15,11 @@ import polars as pl
 
 from sf_activations.config.loader import ModelDef, Project
 from sf_activations.defs.metadata import rejected_check, report_metadata, summary_markdown
-from sf_activations.sync.model import SalesforceRequestError, SalesforceUnavailable
+from sf_activations.sync.model import (
+    ObjectDescribe,
+    SalesforceRequestError,
+    SalesforceUnavailable,
+)
 from sf_activations.sync.spec import SyncSpec
 from sf_activations.warehouse.base import RowFilter, Warehouse
 
@@ -121,6 +125,30 @@ def _failure(
     )
 
 
+def _store_describe(
+    context: dg.AssetExecutionContext,
+    project: Project,
+    sobject: str,
+    describe: ObjectDescribe | None,
+    instance_url: str,
+) -> None:
+    """Keep the describe this run fetched, so the next definitions load can check against it."""
+    from sf_activations.config.snapshot import save_describe, save_missing
+
+    try:
+        if describe is None:
+            save_missing(project.describe_dir, sobject, "NOT_FOUND", instance_url=instance_url)
+        else:
+            save_describe(project.describe_dir, describe, instance_url=instance_url)
+    except OSError as exc:
+        # The snapshot is a convenience for load-time checks; the run itself checks describe
+        # live, so a read-only state dir must not fail the sync. Say so instead.
+        context.log.warning(
+            f"could not store the describe of {sobject} in {project.describe_dir}: {exc}; "
+            "load-time checks will use the older snapshot (if any)"
+        )
+
+
 def run_sync_step(
     context: dg.AssetExecutionContext,
     spec: SyncSpec,
@@ -144,6 +172,8 @@ def run_sync_step(
             try:
                 describe = client.describe(spec.sobject)
             except SalesforceRequestError as exc:
+                if exc.code == "NOT_FOUND":
+                    _store_describe(context, project, spec.sobject, None, client.instance_url)
                 raise _failure(
                     spec,
                     partition,
@@ -152,6 +182,7 @@ def run_sync_step(
                     fix="Check `object:` in the sync file (API name, e.g. Account or Invoice__c) "
                     "and that the API user can see the object.",
                 ) from exc
+            _store_describe(context, project, spec.sobject, describe, client.instance_url)
             problems = validate_spec(spec, describe)
             if problems:
                 raise dg.Failure(
