@@ -156,7 +156,7 @@ def test_second_put_is_rejected(sf: SF) -> None:
     assert put_csv(sf, job["id"], b"Name\nA\n").status_code == 201
     second = put_csv(sf, job["id"], b"Name\nB\n")
     assert second.status_code == 400
-    assert second.json()[0]["errorCode"] == "BULK_API_ERROR"
+    assert second.json()[0]["errorCode"] == "INVALIDJOB"
     assert second.json()[0]["message"].startswith("Found multiple contents for job")
     info = run_to_done = close(sf, job["id"])
     assert run_to_done.status_code == 200 and info.json()["state"] == "UploadComplete"

@@ -80,11 +80,11 @@ def fault_body(status: int) -> tuple[bytes, bytes]:
                 "contact support: 1234567890-12345 (-1234567890)",
             }
         ]
-        return _JSON[1], json.dumps(body).encode()
+        return _JSON[1], _compact(body)
     if status == 503:
         # UNVERIFIED: a 503 during maintenance or overload; clients treat any 503 as transient.
         body = [{"errorCode": "SERVER_UNAVAILABLE", "message": "Server is temporarily unavailable"}]
-        return _JSON[1], json.dumps(body).encode()
+        return _JSON[1], _compact(body)
     return b"text/html;charset=UTF-8", f"<html><body>Error {status}</body></html>".encode()
 
 
@@ -215,8 +215,14 @@ class ServicesMiddleware:
         return True
 
 
+def _compact(body: Any) -> bytes:
+    # Salesforce sends compact JSON: the recorded 401 body is byte for byte
+    # [{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}].
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
 async def _send_json(send: Send, status: int, body: Any) -> None:
-    await _send_simple(send, status, json.dumps(body).encode(), _JSON[1], [])
+    await _send_simple(send, status, _compact(body), _JSON[1], [])
 
 
 async def _drop(scope: Scope) -> None:

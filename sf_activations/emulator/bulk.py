@@ -40,6 +40,7 @@ from sf_activations.emulator.http import (
     json_response,
     not_found,
     read_json,
+    require_media_type,
     resource,
     version_of,
 )
@@ -76,6 +77,21 @@ ABORTABLE = ("Open", "UploadComplete", "InProgress")
 TERMINAL = ("JobComplete", "Failed", "Aborted")
 BATCH_RECORDS = 10_000
 HEADER_MAX_BYTES = 128 * 1024
+# "The header row is limited to 32,000 characters" ([docs] Prepare CSV Files).
+HEADER_MAX_CHARS = 32_000
+# The keys a job definition may carry ([docs] "Create a Job" / "Create a Query Job").
+INGEST_JOB_KEYS = frozenset(
+    {
+        "object",
+        "operation",
+        "externalIdFieldName",
+        "contentType",
+        "lineEnding",
+        "columnDelimiter",
+        "assignmentRuleId",
+    }
+)
+QUERY_JOB_KEYS = frozenset({"operation", "query", "contentType", "columnDelimiter", "lineEnding"})
 
 
 def _now() -> str:
@@ -91,6 +107,20 @@ def _invalid_job(message: str) -> SalesforceError:
 def _invalid_state(message: str) -> SalesforceError:
     # UNVERIFIED code and status for an operation the job's state does not allow.
     return SalesforceError("INVALIDJOBSTATE", message, status=409)
+
+
+def _check_keys(body: dict[str, Any], allowed: frozenset[str]) -> None:
+    """Refuse a job definition with a key Salesforce does not know.
+
+    UNVERIFIED wording: the job body is read by a strict JSON binder (Jackson), so an unknown
+    property fails the request instead of being ignored; the message is Jackson's.
+    """
+    for key in body:
+        if key not in allowed:
+            raise SalesforceError(
+                "JSON_PARSER_ERROR",
+                f'Unrecognized field "{key}" (class JobInfo), not marked as ignorable',
+            )
 
 
 def _job_message(err: SalesforceError) -> str:
@@ -322,6 +352,7 @@ class BulkJobStore:
 
     def create_ingest(self, body: dict[str, Any], api_version: str) -> IngestJob:
         """Validate a create-job request and open the job."""
+        _check_keys(body, INGEST_JOB_KEYS)
         org = self.org
         operation = body.get("operation")
         if operation not in INGEST_OPERATIONS:
@@ -391,9 +422,11 @@ class BulkJobStore:
                 raise _invalid_state(f"Job {job.id} is not in Open state: {job.state}")
             if job.data_path is not None:
                 _unlink(path)
-                # Real wording (several public reports); the HTTP status is UNVERIFIED.
+                # Real wording and code (a 400 INVALIDJOB body quoted on Salesforce Stack
+                # Exchange, where it answered the close; the reference has the second PUT
+                # refused, and its HTTP status is UNVERIFIED).
                 raise SalesforceError(
-                    "BULK_API_ERROR",
+                    "INVALIDJOB",
                     f"Found multiple contents for job: <{job.id[:15]}>, please 'Close' / 'Abort' / "
                     "'Delete' the current Job then create a new Job and make sure you only do "
                     "'PUT' once on a given Job.",
@@ -411,6 +444,13 @@ class BulkJobStore:
             if state == "UploadComplete":
                 if job.state != "Open":
                     raise _invalid_state(f"Job {job.id} is not in Open state: {job.state}")
+                if job.data_path is None:
+                    # UNVERIFIED wording and status: a job closed before any upload has
+                    # nothing to process, and Salesforce refuses the close rather than run it.
+                    raise _invalid_job(
+                        f"InvalidJob : Job {job.id[:15]} has no data uploaded. Upload CSV data "
+                        "with a PUT to the job's contentUrl before closing it."
+                    )
                 job.touch("UploadComplete")
                 start = True
             elif state == "Aborted":
@@ -591,6 +631,7 @@ class BulkJobStore:
 
     def create_query(self, body: dict[str, Any], api_version: str) -> dict[str, Any]:
         """Validate and start a query job; returns its create response (state UploadComplete)."""
+        _check_keys(body, QUERY_JOB_KEYS)
         operation = body.get("operation")
         if operation not in QUERY_OPERATIONS:
             raise _invalid_job(f"InvalidJob : Invalid operation: {operation}")
@@ -741,6 +782,14 @@ def parse_upload(
             f"LineEnding is invalid on user data. Current LineEnding setting is {line_ending}",
         )
     header_line = _header_line(first)
+    if len(header_line) > HEADER_MAX_CHARS or (
+        not first.endswith(b"\n") and len(first) >= HEADER_MAX_BYTES
+    ):
+        # The limit is documented; the job-level failure and its wording are UNVERIFIED.
+        raise SalesforceError(
+            "InvalidBatch",
+            f"The header row exceeds the maximum of {HEADER_MAX_CHARS} characters",
+        )
     sep = DELIMITERS[column_delimiter]
     names = next(csv.reader(io.StringIO(header_line), delimiter=sep), [])
     seen: set[str] = set()
@@ -929,6 +978,9 @@ async def upload_batches(request: Request) -> Response:
     """``PUT /jobs/ingest/{id}/batches``: 201, empty; one PUT per job."""
     store = _store(request)
     job = store.ingest_job(request.path_params["job_id"])
+    # The data must be sent as text/csv ([docs] "Upload Job Data"); simple-salesforce adds
+    # "; charset=UTF-8", which is fine. A missing header is refused too (UNVERIFIED).
+    require_media_type(request, "text/csv", required=True)
     if job.state != "Open":
         raise _invalid_state(f"Job {job.id} is not in Open state: {job.state}")
     path = store.spool_path(job)
@@ -1017,26 +1069,31 @@ async def query_job_results(request: Request) -> Response:
     return Response(content, media_type=CSV_CONTENT_TYPE, headers=headers)
 
 
+def _resource(path: str, handlers: Any) -> BaseRoute:
+    # Bulk API 2.0 error items put errorCode first (the recorded JOB_NOT_COMPLETE body).
+    return resource(path, handlers, code_first=True)
+
+
 def routes() -> list[BaseRoute]:
     """Every Bulk API 2.0 route (ingest and query jobs)."""
     ingest = f"{JOBS}/ingest"
     query = f"{JOBS}/query"
     return [
-        resource(ingest, {"POST": create_ingest_job, "GET": list_ingest_jobs}),
-        resource(
+        _resource(ingest, {"POST": create_ingest_job, "GET": list_ingest_jobs}),
+        _resource(
             f"{ingest}/{{job_id}}",
             {"GET": get_ingest_job, "PATCH": patch_ingest_job, "DELETE": delete_ingest_job},
         ),
-        resource(f"{ingest}/{{job_id}}/batches", {"PUT": upload_batches}),
-        resource(f"{ingest}/{{job_id}}/successfulResults", {"GET": _results("successful")}),
-        resource(f"{ingest}/{{job_id}}/failedResults", {"GET": _results("failed")}),
+        _resource(f"{ingest}/{{job_id}}/batches", {"PUT": upload_batches}),
+        _resource(f"{ingest}/{{job_id}}/successfulResults", {"GET": _results("successful")}),
+        _resource(f"{ingest}/{{job_id}}/failedResults", {"GET": _results("failed")}),
         # jsforce asks for the documented lower-case form, simple-salesforce for camelCase.
-        resource(f"{ingest}/{{job_id}}/unprocessedrecords", {"GET": _results("unprocessed")}),
-        resource(f"{ingest}/{{job_id}}/unprocessedRecords", {"GET": _results("unprocessed")}),
-        resource(query, {"POST": create_query_job, "GET": list_query_jobs}),
-        resource(
+        _resource(f"{ingest}/{{job_id}}/unprocessedrecords", {"GET": _results("unprocessed")}),
+        _resource(f"{ingest}/{{job_id}}/unprocessedRecords", {"GET": _results("unprocessed")}),
+        _resource(query, {"POST": create_query_job, "GET": list_query_jobs}),
+        _resource(
             f"{query}/{{job_id}}",
             {"GET": get_query_job, "PATCH": patch_query_job, "DELETE": delete_query_job},
         ),
-        resource(f"{query}/{{job_id}}/results", {"GET": query_job_results}),
+        _resource(f"{query}/{{job_id}}/results", {"GET": query_job_results}),
     ]

@@ -42,9 +42,21 @@ def json_response(
     return Response(content, status_code=status, media_type=JSON_CONTENT_TYPE, headers=headers)
 
 
-def error_response(err: SalesforceError, headers: Mapping[str, str] | None = None) -> Response:
-    """The REST error response for ``err``: its HTTP status and a JSON array body."""
-    return json_response(err.rest_body(), status=err.status, headers=headers)
+def error_response(
+    err: SalesforceError,
+    headers: Mapping[str, str] | None = None,
+    *,
+    code_first: bool = False,
+) -> Response:
+    """The REST error response for ``err``: its HTTP status and a JSON array body.
+
+    ``code_first`` orders each item ``errorCode`` first, as Bulk API 2.0 answers: the recorded
+    412 body is ``[{"errorCode":"JOB_NOT_COMPLETE","message":"..."}]`` (salesforce-api.md §3.3).
+    """
+    body: list[dict[str, object]] = err.rest_body()
+    if code_first:
+        body = [{"errorCode": item["errorCode"], **item} for item in body]
+    return json_response(body, status=err.status, headers=headers)
 
 
 def emulator_of(request: Request) -> Emulator:
@@ -81,9 +93,52 @@ def json_parser_error(message: str) -> SalesforceError:
     return SalesforceError("JSON_PARSER_ERROR", message, status=400)
 
 
+def unsupported_media_type(content_type: str) -> SalesforceError:
+    """415 UNSUPPORTED_MEDIA_TYPE, Salesforce's answer to a body type a resource does not take.
+
+    The wording is the one REST answers to a form-encoded body (a ``curl -d`` without a
+    Content-Type header); using it for every resource and type is UNVERIFIED.
+    """
+    return SalesforceError(
+        "UNSUPPORTED_MEDIA_TYPE",
+        f"MediaType of '{content_type}' is not supported by this resource",
+        status=415,
+    )
+
+
+def media_type(request: Request) -> str | None:
+    """The request's media type, lower case and without parameters (None when not sent)."""
+    raw = request.headers.get("content-type")
+    if raw is None or not raw.strip():
+        return None
+    return raw.split(";", 1)[0].strip().lower()
+
+
+def require_media_type(request: Request, *accepted: str, required: bool = False) -> None:
+    """Raise 415 unless the body's Content-Type is one of ``accepted``.
+
+    Without a Content-Type header the body passes unless ``required``: Salesforce reads an
+    untyped REST body as JSON (UNVERIFIED; every client we know sends the header).
+    """
+    kind = media_type(request)
+    if kind is None:
+        if required:
+            raise unsupported_media_type("")
+        return
+    if kind not in accepted:
+        raise unsupported_media_type(kind)
+
+
 async def read_json(request: Request) -> Any:
-    """The request body parsed as JSON, or SalesforceError JSON_PARSER_ERROR (400)."""
+    """The request body parsed as JSON, or SalesforceError JSON_PARSER_ERROR (400).
+
+    A body sent as anything but ``application/json`` is 415 UNSUPPORTED_MEDIA_TYPE: real
+    Salesforce would parse ``application/xml`` as XML, which the emulator does not speak, and
+    refuses the other types.
+    """
     raw = await request.body()
+    if raw:
+        require_media_type(request, "application/json")
     if not raw.strip():
         raise json_parser_error("No content to map due to end-of-input at [line:1, column:0]")
     try:
@@ -120,10 +175,17 @@ def method_not_allowed(method: str, allowed: Sequence[str]) -> Response:
 _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
-def resource(path: str, handlers: Mapping[str, Handler], *, name: str | None = None) -> Route:
+def resource(
+    path: str,
+    handlers: Mapping[str, Handler],
+    *,
+    name: str | None = None,
+    code_first: bool = False,
+) -> Route:
     """One route answering every method: known ones go to their handler, others get 405.
 
-    Errors raised as ``SalesforceError`` by a handler become the REST error array; the path's
+    Errors raised as ``SalesforceError`` by a handler become the REST error array (items
+    ``errorCode`` first with ``code_first``, as Bulk API 2.0 writes them); the path's
     ``{version}`` segment, when present, is validated before the handler runs.
     """
     allowed = [m for m in ("HEAD", "GET", "POST", "PUT", "PATCH", "DELETE") if m in handlers]
@@ -145,7 +207,7 @@ def resource(path: str, handlers: Mapping[str, Handler], *, name: str | None = N
                 return method_not_allowed(method, allowed)
             return await handler(request)
         except SalesforceError as err:
-            return error_response(err)
+            return error_response(err, code_first=code_first)
         except Exception:
             # An emulator bug, not a Salesforce answer: log it loudly, and answer like
             # Salesforce's own 500 so that clients see a JSON array instead of a dropped
