@@ -55,6 +55,10 @@ class SalesforceResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         default=1,
         description="Extra rounds of login attempts on transient faults, on top of the client's own retries.",
     )
+    bulk_progress_every_s: float = Field(
+        default=10.0,
+        description="While a Bulk job runs, log the records processed so far at most this often (seconds).",
+    )
 
     @classmethod
     def from_config(cls, sf: SalesforceConfig) -> SalesforceResource:

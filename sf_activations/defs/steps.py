@@ -6,7 +6,7 @@ read the right rows, call it, and translate its result and its errors into Dagst
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +15,7 @@ import polars as pl
 
 from sf_activations.config.loader import ModelDef, Project
 from sf_activations.defs.metadata import rejected_check, report_metadata, summary_markdown
+from sf_activations.defs.progress import BulkProgressLog, attach_bulk_progress
 from sf_activations.sync.model import (
     ObjectDescribe,
     SalesforceRequestError,
@@ -149,6 +150,19 @@ def _store_describe(
         )
 
 
+def _progress_logger(
+    context: dg.AssetExecutionContext, spec: SyncSpec, partition: str
+) -> Callable[[str], None]:
+    """The engine's progress lines into the run log, tagged with the sync and partition."""
+    tag = spec.name if partition == ALL_PARTITIONS else f"{spec.name}[{partition}]"
+
+    def say(line: str) -> None:
+        # The engine names the sync itself in its phase lines, not in its per-job lines.
+        context.log.info(line if line.startswith(spec.name) else f"{tag}: {line}")
+
+    return say
+
+
 def run_sync_step(
     context: dg.AssetExecutionContext,
     spec: SyncSpec,
@@ -166,7 +180,9 @@ def run_sync_step(
     from sf_activations.sync.run import run_sync_partition
 
     partition, source = read_sync_source(context, spec, project, warehouse)
-    context.log.info(f"sync {spec.name}: {source.height} rows in partition {partition}")
+    context.log.info(
+        f"sync {spec.name}: {source.height:,} rows of {spec.source_model} in partition {partition}"
+    )
     try:
         with salesforce.client() as client, state.store() as store:
             try:
@@ -194,8 +210,12 @@ def run_sync_step(
                         "sf/config_problems": dg.MetadataValue.json(list(problems)),
                     },
                 )
+            say = _progress_logger(context, spec, partition)
+            attach_bulk_progress(
+                client, BulkProgressLog(say, every_s=salesforce.bulk_progress_every_s)
+            )
             report = run_sync_partition(
-                spec, source, client, store, partition=partition, progress=context.log.info
+                spec, source, client, store, partition=partition, progress=say
             )
     except SyncConfigError as exc:
         raise _failure(
