@@ -11,7 +11,7 @@ from sf_activations.emulator.errors import SalesforceError
 
 
 def test_empty_cell_and_na_stay_distinct() -> None:
-    header, frame = parse_upload(b'Name,Phone,"Website"\na,,#N/A\n"b,""x",""\n', "COMMA", "LF")
+    header, frame = parse_upload(b'Name,Phone,"Website"\na,,#N/A\n"b,""x","",""\n', "COMMA", "LF")
     assert header == 'Name,Phone,"Website"'
     expected = pl.DataFrame(
         {"Name": ["a", 'b,"x'], "Phone": ["", ""], "Website": ["#N/A", ""]},
