@@ -1253,10 +1253,16 @@ def _build_tree(resolver: _Resolver, paths: Sequence[FieldPath]) -> _Tree:
 
 def _today(org: Org, now: datetime | None) -> date:
     if now is None:
-        # Org keeps its injected clock private (``_clock``); reading it keeps TODAY consistent
-        # with the CreatedDate stamps the same org writes.
-        clock = getattr(org, "_clock", None)
-        now = clock() if callable(clock) else datetime.now(UTC)
+        # TODAY must agree with the CreatedDate stamps the same org writes: ask the org's clock
+        # (``Org.now()``; older orgs only had the private ``_clock``).
+        for name in ("now", "_clock"):
+            clock = getattr(org, name, None)
+            value = clock() if callable(clock) else None
+            if isinstance(value, datetime):
+                now = value
+                break
+        else:
+            now = datetime.now(UTC)
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
     return now.astimezone(UTC).date()
