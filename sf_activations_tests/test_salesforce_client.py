@@ -235,7 +235,9 @@ def test_bulk_upsert_null_clears_and_empty_leaves(client: SalesforceClient) -> N
     assert got["B2"]["Phone"] == "222"
     counted = calls(client)
     assert counted["bulk_create"] == counted["bulk_upload"] == counted["bulk_close"] == 1
-    assert counted["bulk_results"] == 3
+    # No record failed and the job completed: failedResults and unprocessedrecords are known
+    # to be empty and not downloaded.
+    assert counted["bulk_results"] == 1
     assert counted["bulk_poll"] >= 1
 
 
@@ -247,6 +249,23 @@ def test_bulk_row_errors_come_back_in_failed_results(client: SalesforceClient) -
     assert len(failed) == 1
     assert failed[0]["sf__Id"] == ""
     assert failed[0]["sf__Error"].startswith("REQUIRED_FIELD_MISSING:")
+    # A failed record: failedResults is downloaded; the job completed, so unprocessedrecords
+    # (known empty) is not.
+    assert calls(client)["bulk_results"] == 2
+
+
+def test_bulk_results_of_a_job_not_seen_finished_fetches_all_three(
+    server: EmulatorServer, client: SalesforceClient
+) -> None:
+    job = client.bulk_submit("Contact", "insert", b"FirstName,LastName\nAda,Lovelace\n")
+    assert client.bulk_wait(job).state == "JobComplete"
+    # Another client (a later run reconciling the job) knows nothing of its counts.
+    creds = credentials_from_connection_file(server.connection_file, "jwt")
+    with connect(creds, **FAST) as other:
+        ok, failed, unprocessed = other.bulk_results(job)
+        assert calls(other) == {"bulk_results": 3}
+    assert [r["LastName"] for r in rows(ok)] == ["Lovelace"]
+    assert rows(failed) == [] and rows(unprocessed) == []
 
 
 def test_bulk_bad_header_fails_the_job(client: SalesforceClient) -> None:

@@ -234,6 +234,9 @@ class SalesforceClient:
         self._lock = threading.Lock()
         self._login_lock = threading.Lock()
         self._api_usage: tuple[int, int] | None = None
+        # Final infos of jobs seen finished: a finished job never changes, and its counts tell
+        # which result files are empty (see bulk_results).
+        self._finished_jobs: dict[str, BulkJobInfo] = {}
 
     # ---------------------------------------------------------------- session and accounting
 
@@ -619,7 +622,11 @@ class SalesforceClient:
     def bulk_job_info(self, job_id: str) -> BulkJobInfo:
         """One GET of the job's info (state, counts, Salesforce's processing times)."""
         sent = self._send("bulk_poll", "GET", f"jobs/ingest/{self._job_id(job_id)}")
-        return BulkJobInfo.from_api(self._json(sent))
+        info = BulkJobInfo.from_api(self._json(sent))
+        if info.finished:
+            with self._lock:
+                self._finished_jobs[info.id] = info
+        return info
 
     def bulk_wait(self, job_id: str, *, timeout_s: float = 86400.0) -> BulkJobInfo:
         """Poll until the job has finished (JobComplete, Failed or Aborted) and return its info.
@@ -643,13 +650,28 @@ class SalesforceClient:
             interval = min(interval * 2, self._poll_max_s)
 
     def bulk_results(self, job_id: str) -> tuple[bytes, bytes, bytes]:
-        """The job's successfulResults, failedResults and unprocessedrecords CSV bodies."""
+        """The job's successfulResults, failedResults and unprocessedrecords CSV bodies.
+
+        A result file known to be empty is not downloaded (one API call saved each) when this
+        client has seen the job finished: failedResults when the job reported no failed
+        record, unprocessedrecords when it reached JobComplete (every record was processed).
+        Such a file comes back as ``b""``.
+        """
         job_id = self._job_id(job_id)
+        with self._lock:
+            info = self._finished_jobs.get(job_id)
+        wanted = {
+            "successfulResults": True,
+            "failedResults": info is None or info.records_failed > 0,
+            "unprocessedrecords": info is None or info.state != "JobComplete",
+        }
         bodies = [
             self._send(
                 "bulk_results", "GET", f"jobs/ingest/{job_id}/{part}", accept="text/csv"
             ).response.content
-            for part in ("successfulResults", "failedResults", "unprocessedrecords")
+            if fetch
+            else b""
+            for part, fetch in wanted.items()
         ]
         return bodies[0], bodies[1], bodies[2]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -25,7 +26,7 @@ from sf_activations.sync.model import (
     SalesforceRequestError,
     SalesforceUnavailable,
 )
-from sf_activations.sync.plan import PlannedBatch, SyncPlan, Transport
+from sf_activations.sync.plan import PlannedBatch, SyncPlan, Transport, rest_is_cheaper
 from sf_activations.sync.state import JournalEntry, StateStore
 
 NULL_CELL = "#N/A"
@@ -278,7 +279,7 @@ class _Run:
     state: StateStore
     sync: str
     partition: str
-    rest_threshold: int
+    rest_threshold: int | None
     progress: Progress
     timeout_s: float
 
@@ -290,20 +291,48 @@ def execute_plan(
     *,
     sync: str,
     partition: str,
-    rest_threshold: int = 200,
+    rest_threshold: int | None = None,
     progress: Progress | None = None,
     transient_retries: int = 1,
     bulk_timeout_s: float = 86400.0,
+    bulk_window: int = 2,
 ) -> ExecutionResult:
     """Run the plan's batches in order, committing each batch's outcomes as it completes.
 
+    Consecutive Bulk batches of the same object and operation are pipelined: up to
+    ``bulk_window`` jobs are submitted before the oldest one is waited for, so the next job's
+    CSV, journal entry and upload, and the previous job's results and state commit, overlap
+    with Salesforce processing a job. Each job is still journaled before it is submitted and
+    its results committed on their own (invariants 1 and 2). A batch of another object or
+    operation waits until every earlier job has finished (a child job never runs before the
+    parents it looks up). ``bulk_window=1`` runs one job at a time.
+
     When Salesforce stays unavailable the remaining batches are not sent: their records are
     committed as pending (``SALESFORCE_UNAVAILABLE``) and ``stopped`` says why. A Bulk job whose
-    wait failed stays in the journal and is reconciled by the next run.
+    wait failed (and any job submitted after it) stays in the journal and is reconciled by the
+    next run. ``rest_threshold`` (None: by cost, see ``plan.rest_is_cheaper``) picks the
+    transport of transient-error retries.
     """
     run = _Run(port, state, sync, partition, rest_threshold, progress or _quiet, bulk_timeout_s)
     result = ExecutionResult.empty()
+    in_flight: deque[_Submitted] = deque()
+    window = max(1, bulk_window)
+
+    def finish_oldest() -> ExecutionResult:
+        job = in_flight.popleft()
+        if result.stopped is not None:
+            # Salesforce is unavailable: do not wait; the next run reconciles the job by id.
+            run.progress(f"bulk job {job.job_id}: not waited for; the next run reconciles it")
+            return ExecutionResult(
+                outcomes=pl.DataFrame(schema=OUTCOME_SCHEMA), bulk_job_ids=(job.job_id,)
+            )
+        done = _finish_job(run, job.entry, job.job_id, submitted=job.submitted)
+        return _retry_transient(run, job.batch, done, transient_retries)
+
     for index, batch in enumerate(plan.batches):
+        if in_flight and (batch.transport != "bulk" or not _same_kind(in_flight[0].batch, batch)):
+            while in_flight:
+                result = result.merge(finish_oldest())
         if result.stopped is not None:
             result = result.merge(_give_up(run, batch, result.stopped))
             continue
@@ -311,8 +340,27 @@ def execute_plan(
             f"batch {index + 1}/{len(plan.batches)}: {batch.operation} {batch.size} "
             f"{batch.sobject} record(s) via {batch.transport}"
         )
-        result = result.merge(_execute_batch(run, batch, transient_retries))
+        if batch.transport != "bulk":
+            result = result.merge(_execute_batch(run, batch, transient_retries))
+            continue
+        submitted = _submit_bulk(run, batch)
+        if isinstance(submitted, ExecutionResult):
+            result = result.merge(submitted)
+            continue
+        in_flight.append(submitted)
+        while len(in_flight) >= window:
+            result = result.merge(finish_oldest())
+    while in_flight:
+        result = result.merge(finish_oldest())
     return result.settled()
+
+
+def _same_kind(a: PlannedBatch, b: PlannedBatch) -> bool:
+    return (a.sobject, a.operation, a.external_id_field) == (
+        b.sobject,
+        b.operation,
+        b.external_id_field,
+    )
 
 
 def _quiet(_: str) -> None:
@@ -331,8 +379,19 @@ def _give_up(run: _Run, batch: PlannedBatch, why: str) -> ExecutionResult:
 
 
 def _execute_batch(run: _Run, batch: PlannedBatch, retries_left: int) -> ExecutionResult:
-    runner = _execute_rest if batch.transport == "rest" else _execute_bulk
-    result = runner(run, batch)
+    if batch.transport == "rest":
+        return _retry_transient(run, batch, _execute_rest(run, batch), retries_left)
+    submitted = _submit_bulk(run, batch)
+    if isinstance(submitted, ExecutionResult):
+        return submitted
+    done = _finish_job(run, submitted.entry, submitted.job_id, submitted=submitted.submitted)
+    return _retry_transient(run, batch, done, retries_left)
+
+
+def _retry_transient(
+    run: _Run, batch: PlannedBatch, result: ExecutionResult, retries_left: int
+) -> ExecutionResult:
+    """Send once more, in the same run, the records Salesforce refused with a transient code."""
     transient = result.outcomes.filter(
         ~pl.col("success") & pl.col("error_code").is_in(list(TRANSIENT_CODES))
     )
@@ -342,11 +401,16 @@ def _execute_batch(run: _Run, batch: PlannedBatch, retries_left: int) -> Executi
     again = batch.records.filter(pl.col(KEY_COLUMN).is_in(keys.implode()))
     run.progress(f"retrying {again.height} record(s) refused with a transient error (row lock)")
     # The retry carries only the refused records: far fewer rows contend for the same parent
-    # locks than in the first pass. Through REST when few enough (no job to wait for).
-    transport: Transport = "rest" if again.height <= run.rest_threshold else "bulk"
+    # locks than in the first pass. Through REST when that costs fewer calls (no job to wait
+    # for), unless the sync fixes the threshold.
+    rest = (
+        again.height <= run.rest_threshold
+        if run.rest_threshold is not None
+        else rest_is_cheaper(again.height)
+    )
+    transport: Transport = "rest" if rest else "bulk"
     retry = replace(batch, records=again, transport=transport)
-    result = result.merge(_execute_batch(run, retry, retries_left - 1))
-    return result
+    return result.merge(_execute_batch(run, retry, retries_left - 1))
 
 
 def _execute_rest(run: _Run, batch: PlannedBatch) -> ExecutionResult:
@@ -388,7 +452,19 @@ def _execute_rest(run: _Run, batch: PlannedBatch) -> ExecutionResult:
     return ExecutionResult(outcomes=outcomes)
 
 
-def _execute_bulk(run: _Run, batch: PlannedBatch) -> ExecutionResult:
+@dataclass(frozen=True)
+class _Submitted:
+    """A Bulk job submitted and journaled, not yet waited for."""
+
+    batch: PlannedBatch
+    entry: JournalEntry
+    job_id: str
+    submitted: pl.DataFrame  # key, fingerprint: what the journal entry holds
+
+
+def _submit_bulk(run: _Run, batch: PlannedBatch) -> _Submitted | ExecutionResult:
+    """Journal the batch, then create, upload and close its job (an ExecutionResult if that
+    failed: the records are committed pending and nothing is left to reconcile)."""
     records = batch.records
     keys = records.get_column(KEY_COLUMN)
     fps = records.get_column(FINGERPRINT_COLUMN)
@@ -426,11 +502,18 @@ def _execute_bulk(run: _Run, batch: PlannedBatch) -> ExecutionResult:
     if entry is None:  # pragma: no cover - we just wrote it
         msg = f"journal entry {entry_id} vanished"
         raise RuntimeError(msg)
-    return _finish_job(run, entry, job_id)
+    submitted = pl.DataFrame({"key": keys.cast(pl.String), "fingerprint": fps.cast(pl.String)})
+    return _Submitted(batch=batch, entry=entry, job_id=job_id, submitted=submitted)
 
 
-def _finish_job(run: _Run, entry: JournalEntry, job_id: str) -> ExecutionResult:
-    """Wait for the job, fetch its results and commit them with the journal entry closed."""
+def _finish_job(
+    run: _Run, entry: JournalEntry, job_id: str, *, submitted: pl.DataFrame | None = None
+) -> ExecutionResult:
+    """Wait for the job, fetch its results and commit them with the journal entry closed.
+
+    ``submitted`` (key, fingerprint) saves reading the entry's records back from the journal
+    when the caller still holds them.
+    """
     started = time.monotonic()
     try:
         info = run.port.bulk_wait(job_id, timeout_s=run.timeout_s)
@@ -470,7 +553,8 @@ def _finish_job(run: _Run, entry: JournalEntry, job_id: str) -> ExecutionResult:
     else:
         code = "BULK_JOB_FAILED"
         message = f"bulk job {job_id} {info.state}: {info.error_message or 'no message'}"
-    submitted = run.state.journal_records(entry.entry_id)
+    if submitted is None:
+        submitted = run.state.journal_records(entry.entry_id)
     outcomes = _attach(submitted, results, code, message)
     run.state.commit_results(run.sync, run.partition, outcomes, close_entry=entry.entry_id)
     return ExecutionResult(

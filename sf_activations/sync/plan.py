@@ -24,6 +24,28 @@ Transport = Literal["bulk", "rest"]
 MAX_BULK_BYTES = 100 * 1024 * 1024
 """Salesforce takes at most 150 MB base64-encoded per upload: about 100 MB of raw CSV."""
 
+REST_RECORDS_PER_CALL = 200
+"""sObject Collections take at most 200 records per call."""
+
+BULK_JOB_CALLS = 6
+"""API calls of the smallest Bulk job: create, upload, close, two polls (the first one usually
+finds it still queued) and successfulResults. failedResults and unprocessedrecords are fetched
+only when the job's counts say they are not empty (``SalesforceClient.bulk_results``)."""
+
+
+def rest_calls(records: int) -> int:
+    """API calls REST collections need for ``records`` records: ceil(records / 200)."""
+    return -(-records // REST_RECORDS_PER_CALL)
+
+
+def rest_is_cheaper(records: int) -> bool:
+    """True when REST collections cost fewer API calls than one Bulk job.
+
+    The rule: REST when ceil(records / 200) < ``BULK_JOB_CALLS`` (6), i.e. up to 1,000
+    records; a tie goes to Bulk, which does not hold a connection per 200 records.
+    """
+    return rest_calls(records) < BULK_JOB_CALLS
+
 
 class BehaviorNotSupported(NotImplementedError):
     """The sync's behavior has no planner yet."""
@@ -158,13 +180,17 @@ def split_batches(
     max_bytes: int = MAX_BULK_BYTES,
     transport: Transport | None = None,
 ) -> tuple[PlannedBatch, ...]:
-    """Cut ``records`` into batches: one REST batch when there are at most
-    ``spec.rest_threshold`` records (fewer API calls), else Bulk jobs of at most
+    """Cut ``records`` into batches: one REST batch or Bulk jobs of at most
     ``spec.batch_size`` records and ``max_bytes`` of CSV each.
+
+    The transport, unless ``transport`` fixes it: REST when the sync sets ``rest_threshold``
+    and there are at most that many records; without ``rest_threshold``, REST when it costs
+    fewer API calls than one Bulk job (``rest_is_cheaper``: ceil(n / 200) < 6, so up to
+    1,000 records), else Bulk.
     """
     if records.height == 0:
         return ()
-    chosen: Transport = transport or ("rest" if records.height <= spec.rest_threshold else "bulk")
+    chosen: Transport = transport or _transport(spec, records.height)
 
     def batch(frame: pl.DataFrame) -> PlannedBatch:
         return PlannedBatch(
@@ -185,6 +211,12 @@ def split_batches(
         chunk = records.slice(start, size)
         out.extend(batch(piece) for piece in _split_by_bytes(chunk, columns, max_bytes))
     return tuple(out)
+
+
+def _transport(spec: SyncSpec, records: int) -> Transport:
+    if spec.rest_threshold is not None:
+        return "rest" if records <= spec.rest_threshold else "bulk"
+    return "rest" if rest_is_cheaper(records) else "bulk"
 
 
 def _split_by_bytes(

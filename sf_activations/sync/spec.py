@@ -59,7 +59,9 @@ class SyncSpec:
     mappings: tuple[FieldMapping, ...]
     partitions: PartitionSpec = field(default_factory=PartitionSpec)
     batch_size: int = 10_000  # records per Bulk job
-    rest_threshold: int = 200  # at most this many records to send: REST collections instead of Bulk
+    # At most this many records to send: REST collections instead of Bulk. None: whichever
+    # costs fewer API calls (sf_activations.sync.plan.rest_is_cheaper).
+    rest_threshold: int | None = None
     max_rejected_fraction: float = (
         0.05  # the asset check fails above this share of rejected records
     )
