@@ -25,6 +25,7 @@ from sf_activations.sync.state import StateStore
 from sf_activations_tests.catalogue import (
     CASES,
     PARENT_ID,
+    PARENT_ID15,
     TRANSPORTS,
     Case,
     Invalid,
@@ -100,11 +101,28 @@ def test_catalogue(
 ) -> None:
     parent_id = install(emulator.emulator.org)
     spec = spec_for(case, transport)
+    placeholders = {PARENT_ID: parent_id, PARENT_ID15: parent_id[:15]}
     for number, step in enumerate(case.steps, start=1):
-        report = run_sync_partition(spec, step.frame(), client, state, partition=PARTITION)
+        _delete_in_salesforce(emulator, client, case, step.deleted_in_salesforce)
+        frame = step.frame(placeholders)
+        report = run_sync_partition(spec, frame, client, state, partition=PARTITION)
         where = f"{case.name} ({transport}), run {number}"
         _check_transport(report, transport, where)
         _check_step(case, step, report, client, state, transport, parent_id, where)
+
+
+def _delete_in_salesforce(
+    emulator: EmulatorServer, client: SalesforceClient, case: Case, keys: tuple[str, ...]
+) -> None:
+    """What a user does in the Salesforce UI: move the records of ``keys`` to the recycle bin."""
+    if not keys:
+        return
+    key_field = case.key.target
+    rows = client.query(f"SELECT Id, {key_field} FROM {case.sobject}")
+    ids = [r["Id"] for r in rows if r[key_field] in keys]
+    assert len(ids) == len(keys), f"records to delete for {keys}: {rows}"
+    for record_id in ids:
+        emulator.emulator.org.delete(case.sobject, record_id)
 
 
 def _check_transport(report: SyncReport, transport: Transport, where: str) -> None:

@@ -6,7 +6,7 @@ stated from Salesforce's documented behaviour. Add a case by appending to ``case
 
 from __future__ import annotations
 
-from sf_activations_tests.catalogue.cases import CASES, PARENT_ID
+from sf_activations_tests.catalogue.cases import CASES, PARENT_ID, PARENT_ID15
 from sf_activations_tests.catalogue.model import (
     TRANSPORTS,
     Case,
@@ -21,6 +21,7 @@ from sf_activations_tests.catalogue.model import (
 __all__ = [
     "CASES",
     "PARENT_ID",
+    "PARENT_ID15",
     "TRANSPORTS",
     "Case",
     "Invalid",

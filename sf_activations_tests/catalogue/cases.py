@@ -28,7 +28,11 @@ from sf_activations_tests.catalogue.model import (
 from sf_activations_tests.catalogue.org import KEY, NOTES_LIMIT, OBJECT, PARENT_KEY, TEXT_LIMIT
 
 PARENT_ID = "<id of the parent Account 'acme'>"
-"""Placeholder in expected values for the seeded parent Account's Id (known only at run time)."""
+"""Placeholder (in rows and expected values) for the seeded parent Account's 18-character Id."""
+PARENT_ID15 = "<15-character id of the parent Account 'acme'>"
+"""Placeholder (in rows) for the same Id in its 15-character, case-sensitive form."""
+MISSING_ACCOUNT_ID = "001000000000001"
+"""A well-formed Account Id that names no record in the org."""
 
 BY_EXT = SyncKey(source="id", target=KEY)
 S = pl.String
@@ -163,6 +167,80 @@ CASES: tuple[Case, ...] = (
             total=1,
         ),
         xfail={t: BLANK_KEY_BUG for t in TRANSPORTS},
+    ),
+    _case(
+        "duplicate_key_of_an_already_synced_record",
+        "A key that was synced and now appears on two rows: neither row is sent and Salesforce "
+        "keeps what it had.",
+        TEXT,
+        Step(
+            rows={"id": ["k1"], "text": ["original"]},
+            expect={"k1": Synced({"Text__c": "original"})},
+        ),
+        Step(
+            rows={"id": ["k1", "k1"], "text": ["first", "second"]},
+            expect={"k1": Invalid("INVALID_DUPLICATE_KEY", stored={"Text__c": "original"})},
+            total=1,
+        ),
+    ),
+    _case(
+        "special_characters_in_keys",
+        "Keys are data wherever they go (CSV cell, JSON body, SOQL literal; DESIGN invariant 6): "
+        "URL, CSV and SOQL metacharacters in a key are stored verbatim.",
+        TEXT,
+        Step(
+            rows={
+                "id": [
+                    "a/b",
+                    "a?b&c=d",
+                    "a#b",
+                    "a%20b",
+                    "a,b",
+                    'a"b',
+                    "a'b",
+                    "a\\b",
+                    "x' OR Id != '",
+                ],
+                "text": [
+                    "slash",
+                    "query",
+                    "hash",
+                    "percent",
+                    "comma",
+                    "dquote",
+                    "squote",
+                    "bslash",
+                    "soql",
+                ],
+            },
+            expect={
+                "a/b": Synced({"Text__c": "slash"}),
+                "a?b&c=d": Synced({"Text__c": "query"}),
+                "a#b": Synced({"Text__c": "hash"}),
+                "a%20b": Synced({"Text__c": "percent"}),
+                "a,b": Synced({"Text__c": "comma"}),
+                'a"b': Synced({"Text__c": "dquote"}),
+                "a'b": Synced({"Text__c": "squote"}),
+                "a\\b": Synced({"Text__c": "bslash"}),
+                "x' OR Id != '": Synced({"Text__c": "soql"}),
+            },
+            total=9,
+        ),
+    ),
+    _case(
+        "integer_key_column",
+        "An integer key column is matched by its decimal text ('7', not '7.0').",
+        TEXT,
+        Step(
+            rows={"id": [7, 10_000_000_000, -1], "text": ["seven", "big", "negative"]},
+            schema={"id": pl.Int64, "text": S},
+            expect={
+                "7": Synced({KEY: "7", "Text__c": "seven"}),
+                "10000000000": Synced({KEY: "10000000000", "Text__c": "big"}),
+                "-1": Synced({KEY: "-1", "Text__c": "negative"}),
+            },
+            total=3,
+        ),
     ),
     _case(
         "key_change_between_runs",
@@ -309,12 +387,24 @@ CASES: tuple[Case, ...] = (
     _case(
         "numbers_as_text",
         "Number(16,2) takes big, negative and scientific values (doubles may use scientific "
-        "notation, api §3.2) and rounds extra decimals to its scale; NaN, infinity and words "
-        "are not numbers (INVALID_TYPE).",
+        "notation, api §3.2) and rounds extra decimals to its scale; NaN, infinity, words and "
+        "grouped digits are not numbers (INVALID_TYPE); 17 integer digits do not fit 16 "
+        "(Salesforce: NUMBER_OUTSIDE_VALID_RANGE).",
         _m(("amount", "Amount__c"), ("count", "Count__c")),
         Step(
             rows={
-                "id": ["big", "neg", "decimals", "sci", "nan", "inf", "word", "int_sci"],
+                "id": [
+                    "big",
+                    "neg",
+                    "decimals",
+                    "sci",
+                    "nan",
+                    "inf",
+                    "word",
+                    "int_sci",
+                    "grouped",
+                    "too_big",
+                ],
                 "amount": [
                     "1234567890123456",
                     "-42.5",
@@ -324,8 +414,10 @@ CASES: tuple[Case, ...] = (
                     "-inf",
                     "ten",
                     "",
+                    "1,234.5",
+                    "12345678901234567",
                 ],
-                "count": ["", "-99999999", "", "", "", "", "", "1e3"],
+                "count": ["", "-99999999", "", "", "", "", "", "1e3", "", ""],
             },
             expect={
                 "big": Synced({"Amount__c": 1234567890123456.0}),
@@ -336,6 +428,8 @@ CASES: tuple[Case, ...] = (
                 "inf": Invalid("INVALID_TYPE"),
                 "word": Invalid("INVALID_TYPE"),
                 "int_sci": Synced({"Count__c": 1000}),
+                "grouped": Invalid("INVALID_TYPE"),
+                "too_big": Rejected("NUMBER_OUTSIDE_VALID_RANGE"),
             },
             total=5,
         ),
@@ -645,6 +739,63 @@ CASES: tuple[Case, ...] = (
         ),
         xfail={"rest": KEY_ONLY_UPSERT_BUG},
     ),
+    _case(
+        "invalid_value_fixed_on_the_next_run",
+        "An invalid record stays pending with its reason; once the model is fixed it is sent "
+        "and synced (guide: rejected records are retried).",
+        TEXT,
+        Step(
+            rows={"id": ["k1", "k2"], "text": ["x" * (TEXT_LIMIT + 1), "fine"]},
+            expect={"k1": Invalid("INVALID_STRING_TOO_LONG"), "k2": Synced({"Text__c": "fine"})},
+            total=1,
+        ),
+        Step(
+            rows={"id": ["k1", "k2"], "text": ["x" * TEXT_LIMIT, "fine"]},
+            expect={"k1": Synced({"Text__c": "x" * TEXT_LIMIT}), "k2": Synced({"Text__c": "fine"})},
+            total=2,
+        ),
+    ),
+    _case(
+        "deleted_in_salesforce_then_changed",
+        "Someone deletes a synced record in Salesforce; when its row next changes, the upsert "
+        "by External ID finds no live record (deleted ones sit in the recycle bin, api §5) and "
+        "creates a new one, so the row is in Salesforce again, once.",
+        TEXT,
+        Step(rows={"id": ["k1"], "text": ["v1"]}, expect={"k1": Synced({"Text__c": "v1"})}),
+        Step(
+            rows={"id": ["k1"], "text": ["v2"]},
+            expect={"k1": Synced({"Text__c": "v2"})},
+            total=1,
+            deleted_in_salesforce=("k1",),
+        ),
+    ),
+    _case(
+        "email_format",
+        "An Email field takes only addresses (Salesforce: INVALID_EMAIL_ADDRESS; the engine sees "
+        "it first: INVALID_EMAIL); unusual but valid addresses go through.",
+        _m(("last_name", "LastName"), ("email", "Email")),
+        Step(
+            rows={
+                "id": ["ok", "plus", "bad", "spaces"],
+                "last_name": ["A", "B", "C", "D"],
+                "email": [
+                    "a@example.com",
+                    "first.last+tag@sub.example.co.uk",
+                    "not-an-email",
+                    "a b@example.com",
+                ],
+            },
+            expect={
+                "ok": Synced({"Email": "a@example.com"}),
+                "plus": Synced({"Email": "first.last+tag@sub.example.co.uk"}),
+                "bad": Invalid("INVALID_EMAIL"),
+                "spaces": Invalid("INVALID_EMAIL"),
+            },
+            total=2,
+        ),
+        sobject="Contact",
+        key=SyncKey(source="id", target="External_Id__c"),
+    ),
     # ---------------------------------------------------------------- lookups
     _case(
         "lookup_by_external_id",
@@ -671,6 +822,26 @@ CASES: tuple[Case, ...] = (
         Step(
             rows={"id": ["upper"], "account": [PARENT_KEY.upper()]},
             expect={"upper": Synced({"Account__c": PARENT_ID})},
+        ),
+    ),
+    _case(
+        "lookup_by_salesforce_id",
+        "A lookup column of Salesforce Ids: a 15-character Id is accepted and stored as 18 "
+        "(api §5); text that is no Id is INVALID_ID; a well-formed Id that names no record is "
+        "INVALID_CROSS_REFERENCE_KEY (guide: Common Errors).",
+        _m(("account", "Account__c")),
+        Step(
+            rows={
+                "id": ["id18", "id15", "junk", "missing"],
+                "account": [PARENT_ID, PARENT_ID15, "001-not-an-id", MISSING_ACCOUNT_ID],
+            },
+            expect={
+                "id18": Synced({"Account__c": PARENT_ID}),
+                "id15": Synced({"Account__c": PARENT_ID}),
+                "junk": Invalid("INVALID_ID"),
+                "missing": Rejected("INVALID_CROSS_REFERENCE_KEY"),
+            },
+            total=2,
         ),
     ),
     # ---------------------------------------------------------------- required fields

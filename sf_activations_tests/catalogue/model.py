@@ -75,7 +75,8 @@ class Step:
     have no usable key (null, empty or blank) by invalid reason: they cannot be tracked in
     state, so only the run's report shows them. ``total`` is the number of live records of
     the object in the org after the run (None: not checked). ``absent`` lists key values that
-    must match no record.
+    must match no record. ``deleted_in_salesforce`` lists keys whose records someone deletes
+    in Salesforce (to the recycle bin) just before this run.
     """
 
     rows: Mapping[str, Sequence[Any]]
@@ -84,11 +85,20 @@ class Step:
     keyless: Mapping[str, int] = field(default_factory=dict)
     total: int | None = None
     absent: tuple[str, ...] = ()
+    deleted_in_salesforce: tuple[str, ...] = ()
 
-    def frame(self) -> pl.DataFrame:
-        """The source rows as the polars frame a warehouse would hand the engine."""
+    def frame(self, placeholders: Mapping[str, str] | None = None) -> pl.DataFrame:
+        """The source rows as the polars frame a warehouse would hand the engine.
+
+        A cell equal to a key of ``placeholders`` is replaced by its value (for Ids that exist
+        only once the org is running).
+        """
+        subs = placeholders or {}
         return pl.DataFrame(
-            {k: list(v) for k, v in self.rows.items()},
+            {
+                k: [subs.get(v, v) if isinstance(v, str) else v for v in values]
+                for k, values in self.rows.items()
+            },
             schema=dict(self.schema) if self.schema is not None else None,
             strict=False,
         )
