@@ -46,8 +46,9 @@ NONFINITE_FLOAT_BUG = (
     "PERF_ENGINE: NaN/inf in a Float column are sent to Salesforce instead of INVALID_TYPE"
 )
 BLANK_KEY_BUG = "PERF_ENGINE: a whitespace-only key is upserted instead of INVALID_NULL_KEY"
-KEY_ONLY_UPSERT_BUG = (
-    "PERF_EMU: a REST upsert whose body holds only the external id answers 500 (IndexError)"
+KEY_CASE_FLIP_BUG = (
+    "PERF_ENGINE: a key changed k1 -> K1 -> k1 (case-insensitive External ID) is 'unchanged' "
+    "on the way back, so Salesforce keeps the K1 run's values"
 )
 
 
@@ -257,7 +258,8 @@ CASES: tuple[Case, ...] = (
     _case(
         "key_case_change_on_case_insensitive_external_id",
         "Ext__c matches case-insensitively (api §5), so 'k1' becoming 'K1' updates the same "
-        "record (no duplicate) and the upsert writes the new spelling.",
+        "record (no duplicate) and the upsert writes the new spelling; going back to 'k1' with "
+        "the first run's values writes them again (Salesforce holds the 'K1' run's values).",
         TEXT,
         Step(rows={"id": ["k1"], "text": ["alpha"]}, expect={"k1": Synced({"Text__c": "alpha"})}),
         Step(
@@ -266,6 +268,13 @@ CASES: tuple[Case, ...] = (
             total=1,
             absent=("k1",),
         ),
+        Step(
+            rows={"id": ["k1"], "text": ["alpha"]},
+            expect={"k1": Synced({KEY: "k1", "Text__c": "alpha"})},
+            total=1,
+            absent=("K1",),
+        ),
+        xfail={t: KEY_CASE_FLIP_BUG for t in TRANSPORTS},
     ),
     _case(
         "record_removed_then_re_added",
@@ -655,7 +664,6 @@ CASES: tuple[Case, ...] = (
             },
             total=4,
         ),
-        xfail={"rest": KEY_ONLY_UPSERT_BUG},
     ),
     _case(
         "multipicklist_as_semicolon_string",
@@ -737,7 +745,6 @@ CASES: tuple[Case, ...] = (
             },
             total=2,
         ),
-        xfail={"rest": KEY_ONLY_UPSERT_BUG},
     ),
     _case(
         "invalid_value_fixed_on_the_next_run",
@@ -753,6 +760,23 @@ CASES: tuple[Case, ...] = (
             rows={"id": ["k1", "k2"], "text": ["x" * TEXT_LIMIT, "fine"]},
             expect={"k1": Synced({"Text__c": "x" * TEXT_LIMIT}), "k2": Synced({"Text__c": "fine"})},
             total=2,
+        ),
+    ),
+    _case(
+        "synced_record_turns_invalid_then_recovers",
+        "A synced record whose row turns invalid keeps its Salesforce values; when the row "
+        "returns to its old values the same record is written again (no duplicate).",
+        TEXT,
+        Step(rows={"id": ["k1"], "text": ["good"]}, expect={"k1": Synced({"Text__c": "good"})}),
+        Step(
+            rows={"id": ["k1"], "text": ["x" * (TEXT_LIMIT + 1)]},
+            expect={"k1": Invalid("INVALID_STRING_TOO_LONG", stored={"Text__c": "good"})},
+            total=1,
+        ),
+        Step(
+            rows={"id": ["k1"], "text": ["good"]},
+            expect={"k1": Synced({"Text__c": "good"})},
+            total=1,
         ),
     ),
     _case(
@@ -801,7 +825,8 @@ CASES: tuple[Case, ...] = (
         "lookup_by_external_id",
         "A lookup by the parent's External ID resolves to the parent's Id; a missing parent "
         "is refused with INVALID_FIELD 'Foreign key external ID: ... not found' (api §2.4, "
-        "§4) and stays pending; a null lookup leaves the field empty.",
+        "§4) and stays pending; a null lookup leaves the field empty, and on a later run NULL "
+        "clears a lookup that was set (guide: Clearing fields).",
         (FieldMapping("account", "Account__c", lookup_field="External_Id__c"),),
         Step(
             rows={"id": ["has", "ghost", "none"], "account": [PARENT_KEY, "ghost", None]},
@@ -810,6 +835,16 @@ CASES: tuple[Case, ...] = (
                 "has": Synced({"Account__c": PARENT_ID}),
                 "ghost": Rejected("INVALID_FIELD"),
                 "none": Synced({"Account__c": None}),
+            },
+            total=2,
+        ),
+        Step(
+            rows={"id": ["has", "ghost", "none"], "account": [None, "ghost", PARENT_KEY]},
+            schema={"id": S, "account": S},
+            expect={
+                "has": Synced({"Account__c": None}),
+                "ghost": Rejected("INVALID_FIELD"),
+                "none": Synced({"Account__c": PARENT_ID}),
             },
             total=2,
         ),
