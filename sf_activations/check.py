@@ -50,10 +50,14 @@ def check_project(
         load_project,
         resolve_credentials,
     )
-    from sf_activations.config.snapshot import remove_others, save_describe, save_missing
+    from sf_activations.config.snapshot import (
+        describe_problems,
+        remove_others,
+        save_describe,
+        save_missing,
+    )
     from sf_activations.salesforce.connection import connect
     from sf_activations.salesforce.errors import SalesforceAuthError
-    from sf_activations.sync.mapping import validate_spec
     from sf_activations.sync.model import SalesforceRequestError, SalesforceUnavailable
     from sf_activations.warehouse.duckdb import DuckDBWarehouse
 
@@ -110,9 +114,11 @@ def check_project(
             for parent in parents.values():
                 save_describe(project.describe_dir, parent, instance_url=client.instance_url)
                 fetched.add(parent.name)
-            fit_problems = validate_spec(spec, describe, parents=parents)
-            for text in fit_problems:
-                result.bad(f"{where}: {text}")
+            fit_problems = describe_problems(
+                spec, describe, parents=parents, fix=f"Edit {Path(spec.source_file).name}."
+            )
+            for problem in fit_problems:
+                result.bad(str(problem))
             if not fit_problems:
                 result.good(f"{where}: {len(spec.mappings)} mapping(s) fit {describe.name}")
             if warehouse is not None:
@@ -149,12 +155,12 @@ def _parent_describes(
 def _check_columns(
     result: CheckResult, where: str, spec: Any, project: Any, warehouse: Any
 ) -> None:
-    import duckdb
+    from sf_activations.warehouse.base import TableNotFound
 
     table = project.table_of(spec.source_model)
     try:
         columns = set(warehouse.columns(table))
-    except duckdb.Error:
+    except TableNotFound:
         result.lines.append(
             f"skip  {where}: table '{table}' is not built yet (materialize the model first)"
         )

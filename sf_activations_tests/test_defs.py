@@ -185,9 +185,10 @@ def test_time_partitioned_model_and_sync(tmp_path: Path, monkeypatch: pytest.Mon
     user = event.step_failure_data.user_failure_data
     assert user is not None and user.description is not None
     assert (
-        "signups_to_contacts.yaml, sync 'signups_to_contacts', field 'mappings[1].source'"
-        in user.description
+        "signups_to_contacts.yaml, sync 'signups_to_contacts', partition '2026-01-02', "
+        "field 'mappings[1].source'" in user.description
     )
+    assert "add the column to the model's SELECT; nothing was sent" in user.description
     assert "no_such_column" in user.description
 
 

@@ -15,9 +15,10 @@ class ConfigProblem:
     fix: str = ""
     sync: str | None = None
     field: str | None = None
+    line: int | None = None  # 1-based line of the setting in ``file``, when known
 
     def __str__(self) -> str:
-        where = self.file
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
         if self.sync:
             where += f", sync '{self.sync}'"
         if self.field:

@@ -16,9 +16,11 @@ start of each sync asset's run and in ``sf-activations check``, all through the 
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -122,6 +124,7 @@ def load_project(project_dir: str | os.PathLike[str]) -> Project:
     project_file = root / PROJECT_FILE
     config = _load_project_file(project_file, problems)
     if config is None:
+        _with_lines(problems, 0)
         raise ConfigError(problems)
 
     sources: dict[str, SourceDef] = {}
@@ -170,10 +173,53 @@ def load_project(project_dir: str | os.PathLike[str]) -> Project:
                     )
                 )
     if problems:
+        _with_lines(problems, 0)
         raise ConfigError(problems)
     return Project(
         root=root, config=config, models=models, sources=sources, syncs=syncs, sync_after=after
     )
+
+
+_FIELD_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def _field_path(field: str) -> list[str | int]:
+    """``mappings[1].target`` -> ``["mappings", 1, "target"]``."""
+    return [int(idx) if idx else name for name, idx in _FIELD_PART.findall(field)]
+
+
+def _line_of(path: Path, field: str | None) -> int | None:
+    """The 1-based line where ``field`` (or its closest existing parent) is set in ``path``."""
+    if not field:
+        return None
+    try:
+        node = yaml.compose(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    line: int | None = None
+    for part in _field_path(field):
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            match = next(((k, v) for k, v in node.value if k.value == part), None)
+            if match is None:
+                break
+            line = match[0].start_mark.line + 1
+            node = match[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                break
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def _with_lines(problems: list[ConfigProblem], start: int) -> None:
+    """Give the problems found since ``start`` the line of their setting, when it has one."""
+    for i in range(start, len(problems)):
+        p = problems[i]
+        if p.line is None and p.field:
+            problems[i] = replace(p, line=_line_of(Path(p.file), p.field))
 
 
 def _read_yaml(path: Path, problems: list[ConfigProblem]) -> Any:
@@ -201,6 +247,73 @@ def _read_yaml(path: Path, problems: list[ConfigProblem]) -> Any:
     return None
 
 
+# Fixes by pydantic error type, for messages that say what is wrong but not what to write.
+_TYPE_FIXES: dict[str, str] = {
+    "int_parsing": "Write a whole number (no quotes, no unit), e.g. 10000.",
+    "int_type": "Write a whole number (no quotes, no unit), e.g. 10000.",
+    "int_from_float": "Write a whole number, without decimals.",
+    "float_parsing": "Write a number, e.g. 0.05.",
+    "float_type": "Write a number, e.g. 0.05.",
+    "bool_parsing": "Write true or false.",
+    "bool_type": "Write true or false.",
+    "string_type": "Write text (quote it if it looks like a number or a date).",
+    "literal_error": "Use one of the values listed.",
+    "enum": "Use one of the values listed.",
+    "greater_than_equal": "Use a value in the allowed range.",
+    "greater_than": "Use a value in the allowed range.",
+    "less_than_equal": "Use a value in the allowed range.",
+    "less_than": "Use a value in the allowed range.",
+    "too_short": "Add at least one entry.",
+    "list_type": "Write a list (one '- item' per line, or [a, b]).",
+    "dict_type": "Write a mapping of settings (key: value lines).",
+    "model_type": "Write a mapping of settings (key: value lines).",
+    "model_attributes_type": "Write a mapping of settings (key: value lines).",
+}
+
+
+# Fixes for settings whose mistakes are predictable.
+_FIELD_FIXES: dict[str, str] = {
+    "max_rejected_fraction": "It is a fraction of the records read: write 0.05 for 5%.",
+    "buckets": "Use a number of hash buckets from 1 to 1024 (e.g. 4 or 16).",
+}
+
+
+def _known_settings() -> set[str]:
+    from sf_activations.config import models as m
+
+    names: set[str] = set()
+    for cls in (
+        m.ProjectConfig,
+        m.WarehouseConfig,
+        m.SalesforceConfig,
+        m.StateConfig,
+        m.SourceConfig,
+        m.ModelConfig,
+        m.TimePartitionConfig,
+        m.SyncConfig,
+        m.KeyConfig,
+        m.MappingConfig,
+        m.PartitionConfig,
+    ):
+        names |= set(cls.model_fields)
+    return names
+
+
+def _shown_value(loc: tuple[Any, ...], value: Any) -> str | None:
+    """The offending value as the user wrote it, unless it could be a secret or is a block."""
+    names = [p for p in loc if isinstance(p, str)]
+    if any(n.endswith("_env") or n in _SECRET_SETTINGS for n in names):
+        return None
+    if isinstance(value, bool | int | float) or (isinstance(value, str) and len(value) <= 80):
+        return repr(value)
+    return None
+
+
+_SECRET_SETTINGS = frozenset(
+    {"password", "security_token", "consumer_secret", "private_key", "refresh_token", "session_id"}
+)
+
+
 def _pydantic_problems(
     path: Path, exc: ValidationError, *, sync: str | None = None, prefix: str = ""
 ) -> list[ConfigProblem]:
@@ -209,14 +322,26 @@ def _pydantic_problems(
         loc = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in err["loc"])
         loc = (prefix + loc).replace(".[", "[")
         message = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            key = str(err["loc"][-1]) if err["loc"] else ""
+            close = difflib.get_close_matches(key, sorted(_known_settings()), n=1)
             message = "is not a known setting."
-            fix = "Remove it or check its spelling."
-        elif err["type"] == "missing":
+            fix = f"Did you mean '{close[0]}'?" if close else "Remove it or check its spelling."
+        elif kind == "missing":
             message = "is required."
             fix = "Add it."
         else:
-            fix = ""
+            if message.startswith("Input should"):
+                message = "should" + message.removeprefix("Input should")
+            shown = _shown_value(err["loc"], err.get("input"))
+            if shown is not None and shown not in message:
+                message = f"{message} (got {shown})"
+            if not message.endswith("."):
+                message += "."
+            fix = _FIELD_FIXES.get(str(err["loc"][-1]) if err["loc"] else "") or _TYPE_FIXES.get(
+                kind, ""
+            )
         out.append(ConfigProblem(str(path), message, fix, sync=sync, field=loc or None))
     return out
 
@@ -492,6 +617,7 @@ def resolve_credentials(
                 )
             )
     if problems:
+        _with_lines(problems, 0)
         raise ConfigError(problems)
     return SalesforceCredentials(
         auth=sf.auth,

@@ -58,7 +58,13 @@ BEHAVIORS: tuple[str, ...] = (
 
 def _check_env_name(value: str | None) -> str | None:
     if value is not None and not _ENV_NAME.match(value):
-        msg = f"'{value}' is not an environment variable name (letters, digits and _; e.g. SF_PASSWORD)"
+        # The value is not repeated: a user who pasted the secret itself here must not see it
+        # printed in a terminal, a CI log or the Dagster UI.
+        msg = (
+            "is not an environment variable name: write the NAME of the variable that holds "
+            "the value (letters, digits and _, e.g. SF_PASSWORD), not the value itself "
+            "(which is not repeated here)"
+        )
         raise ValueError(msg)
     return value
 

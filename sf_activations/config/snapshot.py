@@ -225,8 +225,6 @@ def snapshot_problems(
     Messages name the file, the sync, the field (``mappings[i].target``, ``key.target``,
     ``object``), the problem, the fix, and when the describe was taken.
     """
-    from sf_activations.sync.mapping import validate_spec
-
     problems: list[ConfigProblem] = []
     for spec in specs:
         entry = snapshot.get(spec.sobject.lower())
@@ -255,18 +253,36 @@ def snapshot_problems(
             for e in snapshot.values()
             if e.describe is not None and e.sobject.lower() != spec.sobject.lower()
         }
-        where = f"sync {spec.name!r}" + (f" ({spec.source_file})" if spec.source_file else "")
-        for text in validate_spec(spec, entry.describe, parents=parents):
-            problems.append(
-                ConfigProblem(
-                    spec.source_file,
-                    text.removeprefix(f"{where}: "),
-                    f"Edit {Path(spec.source_file).name} as said above, or {refresh}",
-                    sync=spec.name,
-                    field=_field_of(spec, text),
-                )
-            )
+        problems += describe_problems(
+            spec,
+            entry.describe,
+            parents=parents,
+            fix=f"Edit {Path(spec.source_file).name} as said above, or {refresh}",
+        )
     return problems
+
+
+def describe_problems(
+    spec: SyncSpec,
+    describe: ObjectDescribe,
+    *,
+    parents: Mapping[str, ObjectDescribe] | None = None,
+    fix: str = "",
+) -> list[ConfigProblem]:
+    """The engine's ``validate_spec`` findings as ``ConfigProblem``s that point at a setting."""
+    from sf_activations.sync.mapping import validate_spec
+
+    where = f"sync {spec.name!r}" + (f" ({spec.source_file})" if spec.source_file else "")
+    return [
+        ConfigProblem(
+            spec.source_file,
+            text.removeprefix(f"{where}: "),
+            fix,
+            sync=spec.name,
+            field=_field_of(spec, text),
+        )
+        for text in validate_spec(spec, describe, parents=parents)
+    ]
 
 
 def _field_of(spec: SyncSpec, text: str) -> str:

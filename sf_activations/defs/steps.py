@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
@@ -22,7 +23,7 @@ from sf_activations.sync.model import (
     SalesforceUnavailable,
 )
 from sf_activations.sync.spec import SyncSpec
-from sf_activations.warehouse.base import RowFilter, Warehouse
+from sf_activations.warehouse.base import ModelSqlError, RowFilter, TableNotFound, Warehouse
 
 if TYPE_CHECKING:
     from sf_activations.defs.resources import SalesforceResource, StateStoreResource
@@ -44,7 +45,27 @@ def materialize_model_step(
     where = None
     if model.time_partitions is not None and context.has_partition_key:
         where = _time_filter(model.time_partitions.column, context)
-    stats = warehouse.materialize_model(model.name, model.sql, where=where)
+    try:
+        stats = warehouse.materialize_model(model.name, model.sql, where=where)
+    except ModelSqlError as exc:
+        part = f", partition '{context.partition_key}'" if context.has_partition_key else ""
+        raise dg.Failure(
+            description=(
+                f"{model.path}{part}: the warehouse refused model '{model.name}':\n"
+                f"{exc.detail}\nWhat to do: fix the SELECT in {model.path.name} (run it in "
+                "`duckdb` on the warehouse file to try it); the table was left as it was."
+            ),
+            metadata={"sf/model": model.name, "sf/model_file": str(model.path)},
+        ) from exc
+    except TableNotFound as exc:
+        raise dg.Failure(
+            description=(
+                f"{model.path}: model '{model.name}' reads table '{exc.table}', which does not "
+                f"exist in the warehouse.\nWhat to do: materialize '{exc.table}' first (if it "
+                "is a declared source, run whatever loads it), or fix the name in the SQL."
+            ),
+            metadata={"sf/model": model.name, "sf/missing_table": exc.table},
+        ) from exc
     schema = dg.TableSchema(columns=[dg.TableColumn(name, dtype) for name, dtype in stats.columns])
     return dg.MaterializeResult(
         metadata={
@@ -63,36 +84,53 @@ def read_sync_source(
     from sf_activations.sync.partitions import filter_bucket
 
     table = project.table_of(spec.source_model)
-    if spec.partitions.kind == "time":
-        tp = project.time_partitions_of(spec.source_model)
-        if tp is None:  # the loader rejects this; kept so a bad state fails loudly
-            msg = f"sync '{spec.name}' is time-partitioned but model '{spec.source_model}' is not"
-            raise dg.Failure(description=msg)
-        frame = warehouse.read(table, where=_time_filter(tp.column, context))
-        _check_columns(spec, frame)
-        return context.partition_key, frame
-    frame = warehouse.read(table)
-    _check_columns(spec, frame)
+    partition = context.partition_key if context.has_partition_key else ALL_PARTITIONS
+    try:
+        if spec.partitions.kind == "time":
+            tp = project.time_partitions_of(spec.source_model)
+            if tp is None:  # the loader rejects this; kept so a bad state fails loudly
+                msg = (
+                    f"{spec.source_file}, sync '{spec.name}': time-partitioned, but model "
+                    f"'{spec.source_model}' has no time_partitions. What to do: set "
+                    f"models.{spec.source_model}.time_partitions in sf_activations.yaml."
+                )
+                raise dg.Failure(description=msg)
+            frame = warehouse.read(table, where=_time_filter(tp.column, context))
+            _check_columns(spec, frame, partition)
+            return partition, frame
+        frame = warehouse.read(table)
+    except TableNotFound as exc:
+        raise _failure(
+            spec,
+            partition,
+            f"its source table '{exc.table}' (model '{spec.source_model}') does not exist in "
+            "the warehouse yet.",
+            code="SOURCE_NOT_BUILT",
+            fix=f"Materialize '{spec.source_model}' first (select it together with the sync, "
+            "or materialize the 'models' group); nothing was sent.",
+        ) from exc
+    _check_columns(spec, frame, partition)
     if spec.partitions.kind == "hash":
         key = context.partition_key
         return key, filter_bucket(frame, spec.key.source, key, spec.partitions.buckets)
     return ALL_PARTITIONS, frame
 
 
-def _check_columns(spec: SyncSpec, frame: pl.DataFrame) -> None:
+def _check_columns(spec: SyncSpec, frame: pl.DataFrame, partition: str) -> None:
     wanted = [("key.source", spec.key.source)] + [
         (f"mappings[{i}].source", m.source) for i, m in enumerate(spec.mappings)
     ]
     missing = [(field, col) for field, col in wanted if col not in frame.columns]
     if missing:
         lines = [
-            f"{spec.source_file}, sync '{spec.name}', field '{field}': column '{col}' is not in "
-            f"model '{spec.source_model}'."
+            f"{spec.source_file}, sync '{spec.name}', partition '{partition}', field "
+            f"'{field}': column '{col}' is not in model '{spec.source_model}'."
             for field, col in missing
         ]
         raise dg.Failure(
             description="\n".join(lines)
-            + f"\nFix: use one of the model's columns: {', '.join(frame.columns)}.",
+            + f"\nWhat to do: use one of the model's columns ({', '.join(frame.columns)}) "
+            "or add the column to the model's SELECT; nothing was sent.",
             metadata={
                 "sf/sync": spec.name,
                 "sf/missing_columns": dg.MetadataValue.json([c for _, c in missing]),
@@ -173,8 +211,9 @@ def run_sync_step(
     state: StateStoreResource,
 ) -> dg.MaterializeResult:
     """Run one partition of a sync through the engine and report it as metadata + check."""
+    from sf_activations.config.snapshot import describe_problems
     from sf_activations.salesforce.errors import SalesforceAuthError
-    from sf_activations.sync.mapping import SyncConfigError, validate_spec
+    from sf_activations.sync.mapping import SyncConfigError
     from sf_activations.sync.plan import BehaviorNotSupported
     from sf_activations.sync.report import ERROR_GUIDE
     from sf_activations.sync.run import run_sync_partition
@@ -199,15 +238,23 @@ def run_sync_step(
                     "and that the API user can see the object.",
                 ) from exc
             _store_describe(context, project, spec.sobject, describe, client.instance_url)
-            problems = validate_spec(spec, describe)
+            problems = describe_problems(
+                spec,
+                describe,
+                fix=f"Edit {Path(spec.source_file).name}; nothing was sent.",
+            )
             if problems:
                 raise dg.Failure(
-                    description=f"sync '{spec.name}' ({spec.source_file}) does not fit "
-                    f"{spec.sobject}'s describe:\n- " + "\n- ".join(problems),
+                    description=(
+                        f"sync '{spec.name}', partition '{partition}', object '{spec.sobject}': "
+                        f"the sync does not fit {spec.sobject} as Salesforce describes it:\n- "
+                        + "\n- ".join(str(p) for p in problems)
+                    ),
                     metadata={
                         "sf/sync": spec.name,
+                        "sf/partition": partition,
                         "sf/object": spec.sobject,
-                        "sf/config_problems": dg.MetadataValue.json(list(problems)),
+                        "sf/config_problems": dg.MetadataValue.json([str(p) for p in problems]),
                     },
                 )
             say = _progress_logger(context, spec, partition)

@@ -6,15 +6,26 @@ default adapter (over dagster-duckdb's ``DuckDBResource`` or a plain DuckDB file
 
 from __future__ import annotations
 
-from sf_activations.warehouse.base import ModelStats, RowFilter, Warehouse, normalize_frame
+from sf_activations.warehouse.base import (
+    ModelSqlError,
+    ModelStats,
+    RowFilter,
+    TableNotFound,
+    Warehouse,
+    WarehouseError,
+    normalize_frame,
+)
 from sf_activations.warehouse.duckdb import DuckDBWarehouse
 from sf_activations.warehouse.lineage import referenced_tables
 
 __all__ = [
     "DuckDBWarehouse",
+    "ModelSqlError",
     "ModelStats",
     "RowFilter",
+    "TableNotFound",
     "Warehouse",
+    "WarehouseError",
     "normalize_frame",
     "referenced_tables",
 ]

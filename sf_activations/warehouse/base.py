@@ -12,6 +12,27 @@ import polars as pl
 _INT64_DIGITS = 18
 
 
+class WarehouseError(Exception):
+    """The warehouse refused a model's SQL or a read; the message says which and why."""
+
+
+class TableNotFound(WarehouseError):
+    """The table a model or sync reads does not exist (yet) in the warehouse."""
+
+    def __init__(self, table: str, detail: str) -> None:
+        super().__init__(f"table '{table}' does not exist in the warehouse ({detail})")
+        self.table = table
+
+
+class ModelSqlError(WarehouseError):
+    """A model's SELECT failed in the warehouse (syntax, unknown column, type error...)."""
+
+    def __init__(self, model: str, detail: str) -> None:
+        super().__init__(f"model '{model}': the warehouse refused its SQL: {detail}")
+        self.model = model
+        self.detail = detail
+
+
 @dataclass(frozen=True, slots=True)
 class RowFilter:
     """Rows whose ``column`` lies in ``[start, end)``: one time partition of a model.

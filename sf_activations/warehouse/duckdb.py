@@ -9,7 +9,13 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from sf_activations.warehouse.base import ModelStats, RowFilter, normalize_frame
+from sf_activations.warehouse.base import (
+    ModelSqlError,
+    ModelStats,
+    RowFilter,
+    TableNotFound,
+    normalize_frame,
+)
 
 ConnectionFactory = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
 
@@ -56,7 +62,18 @@ class DuckDBWarehouse:
     def materialize_model(
         self, name: str, sql: str, *, where: RowFilter | None = None
     ) -> ModelStats:
-        """Build table ``name`` from ``sql`` (whole table, or only the rows in ``where``)."""
+        """Build table ``name`` from ``sql`` (whole table, or only the rows in ``where``).
+
+        Raises ``ModelSqlError`` with DuckDB's own explanation when the SQL fails.
+        """
+        try:
+            return self._materialize(name, sql, where)
+        except duckdb.IOException:
+            raise  # the file (a lock, the disk), not the SQL: DuckDB's message says it best
+        except duckdb.Error as exc:
+            raise ModelSqlError(name, str(exc).strip()) from exc
+
+    def _materialize(self, name: str, sql: str, where: RowFilter | None) -> ModelStats:
         table = quote_identifier(name)
         body = sql.strip().rstrip(";")
         window, params = _window(where)
@@ -89,12 +106,18 @@ class DuckDBWarehouse:
         return ModelStats(table=name, rows=int(count[0][0]) if count else 0, columns=columns)
 
     def read(self, table: str, *, where: RowFilter | None = None) -> pl.DataFrame:
-        """The rows of ``table`` (in ``where`` if given) as polars, via Arrow, Decimals cast."""
+        """The rows of ``table`` (in ``where`` if given) as polars, via Arrow, Decimals cast.
+
+        Raises ``TableNotFound`` if the table does not exist (its model was never built).
+        """
         window, params = _window(where)
         with self._connect() as conn:
-            reader = conn.query(
-                f"SELECT * FROM {quote_identifier(table)}{window}", params=params or None
-            ).arrow()
+            try:
+                reader = conn.query(
+                    f"SELECT * FROM {quote_identifier(table)}{window}", params=params or None
+                ).arrow()
+            except duckdb.CatalogException as exc:
+                raise TableNotFound(table, str(exc).strip()) from exc
             arrow_table = reader.read_all() if hasattr(reader, "read_all") else reader
         frame = pl.from_arrow(arrow_table)
         if not isinstance(frame, pl.DataFrame):  # a single column may come back as a Series
@@ -102,9 +125,13 @@ class DuckDBWarehouse:
         return normalize_frame(frame)
 
     def columns(self, table: str) -> list[str]:
-        """Column names of ``table``."""
+        """Column names of ``table`` (``TableNotFound`` if it does not exist)."""
         with self._connect() as conn:
-            return list(conn.query(f"SELECT * FROM {quote_identifier(table)} LIMIT 0").columns)
+            try:
+                rel = conn.query(f"SELECT * FROM {quote_identifier(table)} LIMIT 0")
+            except duckdb.CatalogException as exc:
+                raise TableNotFound(table, str(exc).strip()) from exc
+            return list(rel.columns)
 
     def replace_table(self, name: str, frame: pl.DataFrame) -> int:
         """Create or replace table ``name`` with the rows of ``frame`` (through Arrow)."""
