@@ -102,6 +102,8 @@ def test_catalogue(
     parent_id = install(emulator.emulator.org)
     spec = spec_for(case, transport)
     placeholders = {PARENT_ID: parent_id, PARENT_ID15: parent_id[:15]}
+    for record in case.seed:
+        emulator.emulator.org.create(case.sobject, record)
     for number, step in enumerate(case.steps, start=1):
         _delete_in_salesforce(emulator, client, case, step.deleted_in_salesforce)
         frame = step.frame(placeholders)

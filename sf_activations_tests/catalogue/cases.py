@@ -46,6 +46,10 @@ NONFINITE_FLOAT_BUG = (
     "PERF_ENGINE: NaN/inf in a Float column are sent to Salesforce instead of INVALID_TYPE"
 )
 BLANK_KEY_BUG = "PERF_ENGINE: a whitespace-only key is upserted instead of INVALID_NULL_KEY"
+REQUIRED_ON_EXISTING_BUG = (
+    "PERF_ENGINE: a record already in Salesforce but not yet in state is treated as a create, "
+    "so '' in a required field sets it aside (INVALID_REQUIRED_MISSING) instead of updating"
+)
 KEY_CASE_FLIP_BUG = (
     "PERF_ENGINE: a key changed k1 -> K1 -> k1 (case-insensitive External ID) is 'unchanged' "
     "on the way back, so Salesforce keeps the K1 run's values"
@@ -920,6 +924,30 @@ CASES: tuple[Case, ...] = (
         ),
         sobject="Contact",
         key=SyncKey(source="id", target="External_Id__c"),
+    ),
+    _case(
+        "record_already_in_salesforce_before_the_first_sync",
+        "Records an admin already keyed in Salesforce (guide: reusing existing External ID "
+        "fields) are matched by the upsert, case-insensitively (api §5): no duplicate, and an "
+        "empty required value ('' = leave alone) is fine because Salesforce updates, not "
+        "creates. The truly new record 'new' still cannot be created (total stays 2; whether "
+        "the engine or Salesforce refuses it is left open here).",
+        _m(("last_name", "LastName"), ("title", "Title")),
+        Step(
+            rows={"id": ["c1", "c2", "new"], "last_name": ["", "", ""], "title": ["A", "B", "C"]},
+            expect={
+                "c1": Synced({"External_Id__c": "c1", "LastName": "Doe", "Title": "A"}),
+                "c2": Synced({"External_Id__c": "c2", "LastName": "Roe", "Title": "B"}),
+            },
+            total=2,
+        ),
+        sobject="Contact",
+        key=SyncKey(source="id", target="External_Id__c"),
+        seed=(
+            {"External_Id__c": "c1", "LastName": "Doe"},
+            {"External_Id__c": "C2", "LastName": "Roe"},
+        ),
+        xfail={t: REQUIRED_ON_EXISTING_BUG for t in TRANSPORTS},
     ),
     # ---------------------------------------------------------------- empty sources
     _case(

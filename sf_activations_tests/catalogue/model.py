@@ -108,6 +108,8 @@ class Step:
 class Case:
     """One named bad or edge-case input, run end to end through engine, client and emulator.
 
+    ``seed`` holds records (field -> value) that already exist in Salesforce before the first
+    run, created by someone else (the guide's "reusing existing External ID fields").
     ``xfail`` maps a transport to the filed bug that makes the case fail there today.
     """
 
@@ -118,4 +120,5 @@ class Case:
     mappings: tuple[FieldMapping, ...]
     steps: tuple[Step, ...]
     behavior: Literal["update_or_create"] = "update_or_create"
+    seed: tuple[Mapping[str, Any], ...] = ()
     xfail: Mapping[Transport, str] = field(default_factory=dict)
