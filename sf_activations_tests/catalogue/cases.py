@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from datetime import date, datetime
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import polars as pl
@@ -248,6 +249,20 @@ CASES: tuple[Case, ...] = (
         ),
     ),
     _case(
+        "key_longer_than_its_field",
+        "Ext__c is Text(80): an 81-character key cannot be stored (STRING_TOO_LONG, api §4; "
+        "the engine sees it first: INVALID_STRING_TOO_LONG); 80 characters are fine.",
+        TEXT,
+        Step(
+            rows={"id": ["k" * 80, "k" * 81], "text": ["at", "over"]},
+            expect={
+                "k" * 80: Synced({"Text__c": "at"}),
+                "k" * 81: Invalid("INVALID_STRING_TOO_LONG"),
+            },
+            total=1,
+        ),
+    ),
+    _case(
         "key_change_between_runs",
         "Update or Create never deletes: a row whose key changes from k1 to k2 creates k2 and "
         "leaves k1's record as it was (guide: sync behaviors).",
@@ -363,13 +378,19 @@ CASES: tuple[Case, ...] = (
         "literal_na_string_is_a_value",
         "'#N/A' in a Bulk CSV means null (api §3.2), but in the model it is a string: a value "
         "must never turn into a command (DESIGN invariant 6), so it is stored as '#N/A', not "
-        "cleared.",
+        "cleared. Strings that merely look like null ('null', 'None', 'nan') are text too.",
         _m(("text", "Text__c"), ("notes", "Notes__c")),
         Step(
-            rows={"id": ["k1", "k2"], "text": ["#N/A", "#n/a"], "notes": ["#N/A", "x #N/A"]},
+            rows={
+                "id": ["k1", "k2", "k3", "k4"],
+                "text": ["#N/A", "#n/a", "null", "None"],
+                "notes": ["#N/A", "x #N/A", "NULL", "nan"],
+            },
             expect={
                 "k1": Synced({"Text__c": "#N/A", "Notes__c": "#N/A"}),
                 "k2": Synced({"Text__c": "#n/a", "Notes__c": "x #N/A"}),
+                "k3": Synced({"Text__c": "null", "Notes__c": "NULL"}),
+                "k4": Synced({"Text__c": "None", "Notes__c": "nan"}),
             },
         ),
         xfail={"bulk": NA_LITERAL_BUG},
@@ -492,6 +513,30 @@ CASES: tuple[Case, ...] = (
             expect={
                 "a": Synced({"Amount__c": 7.0, "Count__c": 123456789}),
                 "b": Synced({"Amount__c": -3.0, "Count__c": -5}),
+            },
+        ),
+    ),
+    _case(
+        "decimal_column_to_number_field",
+        "Warehouse NUMBER/DECIMAL columns arrive as Decimal: trailing zeros do not matter and "
+        "extra decimals round to the field's scale.",
+        _m(("amount", "Amount__c")),
+        Step(
+            rows={
+                "id": ["zeros", "big", "decimals", "neg"],
+                "amount": [
+                    Decimal("1.50"),
+                    Decimal("12345678901234.56"),
+                    Decimal("2.71828"),
+                    Decimal("-0.25"),
+                ],
+            },
+            schema={"id": S, "amount": pl.Decimal(38, 10)},
+            expect={
+                "zeros": Synced({"Amount__c": 1.5}),
+                "big": Synced({"Amount__c": 12345678901234.56}),
+                "decimals": Synced({"Amount__c": 2.72}),
+                "neg": Synced({"Amount__c": -0.25}),
             },
         ),
     ),
