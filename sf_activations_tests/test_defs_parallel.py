@@ -32,8 +32,8 @@ from sf_activations.warehouse.duckdb import DuckDBWarehouse
 CONTACTS_SYNC = dg.AssetKey(["salesforce", "salesforce_contacts"])
 CONTACTS_JOB = "salesforce_contacts_job"
 N_ACCOUNTS = 20
-N_CONTACTS = 1200  # ~300 per bucket: each partition goes through a Bulk job
-BAD_CONTACTS = {"C00007", "C00500"}  # their account does not exist: Salesforce rejects them
+N_CONTACTS = 4800  # ~1,200 per bucket: above 1,000 each partition goes through a Bulk job
+BAD_CONTACTS = {"C00007", "C03500"}  # their account does not exist: Salesforce rejects them
 
 
 def contacts_job() -> dg.JobDefinition:

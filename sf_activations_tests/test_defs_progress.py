@@ -80,7 +80,8 @@ def test_engine_and_bulk_progress_reach_the_run_log(
         if key != "DAGSTER_HOME":
             monkeypatch.setenv(key, value)
     warehouse = DuckDBWarehouse.at(str(tmp_path / "warehouse.duckdb"))
-    warehouse.replace_table("raw_accounts", many_accounts(400))  # above REST's 200: Bulk
+    # Above 1,000 records one Bulk job costs fewer API calls than REST: the engine uses Bulk.
+    warehouse.replace_table("raw_accounts", many_accounts(1200))
     warehouse.replace_table("raw_contacts", pl.DataFrame({"contact_id": ["C1"]}))
     defs = build_definitions(DEMO_PROJECT_DIR)
     resources = dict(defs.resources or {})
@@ -101,7 +102,7 @@ def test_engine_and_bulk_progress_reach_the_run_log(
 
     ours = [line for line in lines if line.startswith("salesforce_accounts")]
     # The engine's phases, each line naming the sync (and partition).
-    assert "salesforce_accounts[__all__]: read 400 row(s) from accounts" in ours, ours
-    assert any("400 new, 0 changed" in line for line in ours), ours
-    assert any("bulk job" in line and "submitted (400 records" in line for line in ours), ours
-    assert any("JobComplete: 400 processed, 0 failed" in line for line in ours), ours
+    assert "salesforce_accounts[__all__]: read 1200 row(s) from accounts" in ours, ours
+    assert any("1200 new, 0 changed" in line for line in ours), ours
+    assert any("bulk job" in line and "submitted (1200 records" in line for line in ours), ours
+    assert any("JobComplete: 1200 processed, 0 failed" in line for line in ours), ours

@@ -276,7 +276,12 @@ class SyncConfig(_Strict):
     mappings: list[MappingConfig] = Field(min_length=1)
     partitions: PartitionConfig = Field(default_factory=PartitionConfig)  # type: ignore[arg-type]
     batch_size: int = Field(10_000, ge=1, le=150_000_000)
-    rest_threshold: int = Field(200, ge=0)
+    rest_threshold: int | None = Field(
+        None,
+        ge=0,
+        description="Send through REST collections up to this many records, Bulk above. "
+        "Default: whichever costs fewer API calls (REST up to about 1,000 records).",
+    )
     max_rejected_fraction: float = Field(0.05, ge=0.0, le=1.0)
     max_attempts: int = Field(0, ge=0)
     schedule: str | None = Field(None, description="Cron, e.g. '0 * * * *' (hourly).")
