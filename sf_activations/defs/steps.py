@@ -57,15 +57,6 @@ def materialize_model_step(
             ),
             metadata={"sf/model": model.name, "sf/model_file": str(model.path)},
         ) from exc
-    except TableNotFound as exc:
-        raise dg.Failure(
-            description=(
-                f"{model.path}: model '{model.name}' reads table '{exc.table}', which does not "
-                f"exist in the warehouse.\nWhat to do: materialize '{exc.table}' first (if it "
-                "is a declared source, run whatever loads it), or fix the name in the SQL."
-            ),
-            metadata={"sf/model": model.name, "sf/missing_table": exc.table},
-        ) from exc
     schema = dg.TableSchema(columns=[dg.TableColumn(name, dtype) for name, dtype in stats.columns])
     return dg.MaterializeResult(
         metadata={
