@@ -3,7 +3,7 @@
 The demo runs at small size into a temp dir (sample data, emulator, every sync, twice); then
 ``dagster dev`` serves that Dagster instance and Debian's Chromium, driven by Playwright, reads
 the UI the way a user does: the lineage of models into syncs, a sync's materializations with
-their metadata, and the asset check. Nothing here talks to Dagster's API directly.
+their metadata, and the asset check. Every assertion reads the page, not Dagster's API.
 """
 
 from __future__ import annotations
