@@ -108,13 +108,13 @@ def run_job(sf: SF, data: bytes, **body: Any) -> tuple[dict[str, Any], dict[str,
 
 
 def test_every_listed_version_and_both_slash_forms(sf: SF) -> None:
-    for version in ("31.0", "46.0", "59.0", "62.0"):
+    for version in ("31.0", "46.0", "59.0", "62.0", "67.0"):
         base = f"{sf.base_url.split('/services/')[0]}/services/data/v{version}/"
         for path in ("limits", "limits/", "sobjects/Account", "sobjects/Account/"):
             res = raw(sf, "GET", base + path)
             assert res.status_code == 200, (version, path, res.text)
     # A malformed or unknown version is 404 NOT_FOUND, like any unknown resource.
-    for bad in ("v59", "v5.0", "59.0", "v99.0"):
+    for bad in ("v59", "v5.0", "59.0", "v30.0", "v99.0"):
         res = raw(sf, "GET", f"{sf.base_url.split('/services/')[0]}/services/data/{bad}/limits")
         assert res.status_code == 404
         assert res.json() == [

@@ -42,8 +42,10 @@ if TYPE_CHECKING:
 
     from sf_activations.emulator.org import Org
 
-# Every version from Summer '14 (31.0) to Winter '25 (62.0): simple-salesforce defaults to 59.0.
-API_VERSIONS: tuple[str, ...] = tuple(f"{v}.0" for v in range(31, 63))
+# Every version from Summer '14 (31.0) to Summer '26 (67.0, the newest the reference names):
+# a real org serves all of them (30.0 and older are retired), so refusing a current version
+# would be stricter than Salesforce. simple-salesforce defaults to 59.0.
+API_VERSIONS: tuple[str, ...] = tuple(f"{v}.0" for v in range(31, 68))
 LATEST_API_VERSION = API_VERSIONS[-1]
 CONNECTION_FILE = "connection.json"
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
