@@ -797,3 +797,35 @@ def test_recycle_bin_and_audit_fields(sf: SF) -> None:
         f"SELECT Id, IsDeleted FROM Account WHERE Id = '{record_id}'", include_deleted=True
     )
     assert deleted["records"][0]["IsDeleted"] is True
+
+
+def test_body_may_not_contradict_the_path(sf: SF) -> None:
+    record_id = sf.Account.create({"Name": "Path"})["id"]
+    res = raw(
+        sf,
+        "PATCH",
+        f"sobjects/Account/{record_id}",
+        data=json.dumps({"Id": record_id, "Name": "X"}),
+    )
+    assert res.status_code == 400
+    assert res.json() == [
+        {
+            "message": "The Id field should not be specified in the sobject data.",
+            "errorCode": "INVALID_FIELD",
+        }
+    ]
+    other = raw(
+        sf,
+        "PATCH",
+        "sobjects/Account/External_Id__c/E-1",
+        data=json.dumps({"Name": "X", "External_Id__c": "E-2"}),
+    )
+    assert other.status_code == 400 and other.json()[0]["errorCode"] == "INVALID_FIELD"
+    same = raw(
+        sf,
+        "PATCH",
+        "sobjects/Account/External_Id__c/E-1",
+        data=json.dumps({"Name": "X", "External_Id__c": "E-1"}),
+    )
+    assert same.status_code == 201
+    assert sf.Account.get(record_id)["Name"] == "Path"

@@ -242,6 +242,12 @@ async def update_record(request: Request) -> Response:
     record_id = request.path_params["record_id"]
     _check_record_id(record_id)
     values = _json_object(await read_json(request))
+    if any(key.lower() == "id" for key in values):
+        # The id belongs in the path only; the wording is the one widely reported for a
+        # PATCH whose body repeats it.
+        raise SalesforceError(
+            "INVALID_FIELD", "The Id field should not be specified in the sobject data."
+        )
     await in_thread(org.update, sobject, record_id, values)
     return Response(status_code=204)
 
@@ -280,6 +286,7 @@ async def upsert_record(request: Request) -> Response:
     field = await in_thread(_check_external_id_field, org, sobject, request.path_params["field"])
     value = request.path_params["value"]
     values = _json_object(await read_json(request))
+    _check_body_key(values, field, value)
     update_only = request.query_params.get("updateOnly", "").lower() == "true"
 
     def run() -> tuple[str, bool]:
@@ -299,6 +306,19 @@ async def upsert_record(request: Request) -> Response:
     if float(version) < UPSERT_BODY_SINCE:
         return Response(status_code=204)
     return json_response({"id": record_id, "success": True, "errors": [], "created": False})
+
+
+def _check_body_key(values: Mapping[str, Any], field: str, value: str) -> None:
+    """The external id is given by the path: the body may not name another value for it.
+
+    UNVERIFIED: repeating the same value is let through (clients build bodies from whole
+    records); a different value, which could only be a mistake, is refused with the wording
+    Salesforce uses for an Id in an update body.
+    """
+    for key, body_value in values.items():
+        if key.lower() == field.lower() and (body_value is None or str(body_value) != value):
+            msg = f"The {field} field should not be specified in the sobject data."
+            raise SalesforceError("INVALID_FIELD", msg)
 
 
 async def delete_by_external_id(request: Request) -> Response:
