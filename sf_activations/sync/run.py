@@ -137,6 +137,8 @@ def run_sync_partition(
     with phases("commit"):
         _commit_invalid(state, spec.name, partition, invalid)
         pending = state.pending_count(spec.name, partition)
+        # The next run's diff loads this instead of reading every row back from SQLite.
+        state.save_snapshot(spec.name, partition)
 
     report = _report(
         spec,

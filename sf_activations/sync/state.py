@@ -9,17 +9,27 @@ The journal is what makes a crash harmless (invariant 1): an entry with the reco
 fingerprints is written *before* a Bulk job is submitted, the job id right after, and the entry
 is closed in the same transaction that commits the job's results. A run that finds an entry
 still open reconciles it by job id before planning anything.
+
+SQLite stays the only source of truth, but reading a million rows out of it costs seconds
+(one Python object per value). So a run also leaves a columnar *snapshot* of the partition's
+diff columns next to the database (Arrow IPC, ``<db>.snapshots/``), stamped with the
+partition's *generation*: a counter every write to the partition's rows bumps in the same
+transaction. ``load`` uses the snapshot only when its generation (and the database's own id)
+match, so a snapshot can be missing or stale but never wrong; ``save_snapshot`` builds the next
+one from the loaded frame plus the outcomes this store committed since, replaying SQLite's
+upsert rules in polars (a test compares the two).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import sqlite3
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -84,7 +94,24 @@ CREATE TABLE IF NOT EXISTS bulk_jobs (
     records BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS bulk_jobs_open ON bulk_jobs (sync, partition, state);
+CREATE TABLE IF NOT EXISTS partition_generation (
+    sync TEXT NOT NULL,
+    partition TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    PRIMARY KEY (sync, partition)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS store_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT OR IGNORE INTO store_meta (name, value) VALUES ('store_id', lower(hex(randomblob(8))));
 """
+
+_BUMP = """
+INSERT INTO partition_generation (sync, partition, generation) VALUES (?, ?, 1)
+ON CONFLICT (sync, partition) DO UPDATE SET generation = generation + 1
+RETURNING generation
+"""
+
+SNAPSHOT_COLUMNS = ("key", "fingerprint", "salesforce_id", "status", "attempts")
+"""The state columns a snapshot holds (the diff's): ``load`` serves these from it."""
 
 _UPSERT_SUCCESS = """
 INSERT INTO record_state (sync, partition, key, fingerprint, salesforce_id, status,
@@ -149,6 +176,12 @@ class StateStore:
         self._conn.execute("PRAGMA synchronous = NORMAL")
         # executescript commits by itself; every statement is idempotent (IF NOT EXISTS).
         self._conn.executescript(_DDL)
+        self._store_id = str(
+            self._conn.execute("SELECT value FROM store_meta WHERE name = 'store_id'").fetchone()[0]
+        )
+        self._snapshots = Path(f"{self.path}.snapshots")
+        # (sync, partition) -> what this store loaded and committed since: see save_snapshot.
+        self._tracked: dict[tuple[str, str], _Tracked] = {}
 
     def __repr__(self) -> str:
         return f"StateStore({str(self.path)!r})"
@@ -185,21 +218,85 @@ class StateStore:
     ) -> pl.DataFrame:
         """The (sync, partition)'s state, one row per key (schema ``STATE_SCHEMA``).
 
-        ``columns`` narrows the read to what the caller needs (``key`` is always first):
-        SQLite hands rows to Python one object per value, so fewer columns load faster
-        (about 1 s per million rows for the four columns the diff uses).
+        ``columns`` narrows the read to what the caller needs (``key`` is always first). When
+        they are among ``SNAPSHOT_COLUMNS`` and the partition's snapshot is current, they come
+        from it (a million rows in a fraction of a second); otherwise from SQLite, which hands
+        rows to Python one object per value (about 1.5 s per million rows for the diff's five
+        columns).
         """
         wanted = ["key", *[c for c in columns or STATE_SCHEMA if c != "key"]]
         unknown = set(wanted) - set(STATE_SCHEMA)
         if unknown:
             msg = f"unknown state column(s): {sorted(unknown)}; known: {list(STATE_SCHEMA)}"
             raise ValueError(msg)
+        if not set(wanted) <= set(SNAPSHOT_COLUMNS):
+            return self._select(sync, partition, wanted)
+        # One read transaction: the generation and the rows agree.
+        self._conn.execute("BEGIN")
+        try:
+            generation = self._generation(sync, partition)
+            snapshot = self._snapshot_path(sync, partition, generation)
+            frame: pl.DataFrame | None = None
+            if snapshot.exists():
+                try:
+                    frame = pl.read_ipc(snapshot)
+                except (OSError, pl.exceptions.ComputeError):
+                    frame = None  # unreadable (e.g. cut short by a full disk): use SQLite
+            if frame is None or frame.columns != list(SNAPSHOT_COLUMNS):
+                frame = self._select(sync, partition, list(SNAPSHOT_COLUMNS))
+        finally:
+            self._conn.execute("COMMIT")
+        self._tracked[(sync, partition)] = _Tracked(generation=generation, base=frame)
+        return frame.select(wanted)
+
+    def _select(self, sync: str, partition: str, wanted: Sequence[str]) -> pl.DataFrame:
         cur = self._conn.execute(
             f"SELECT {', '.join(wanted)} FROM record_state WHERE sync = ? AND partition = ?",
             (sync, partition),
         )
         rows = cur.fetchall()
         return pl.DataFrame(rows, schema={c: STATE_SCHEMA[c] for c in wanted}, orient="row")
+
+    def _generation(self, sync: str, partition: str) -> int:
+        row = self._conn.execute(
+            "SELECT generation FROM partition_generation WHERE sync = ? AND partition = ?",
+            (sync, partition),
+        ).fetchone()
+        return int(row[0]) if row is not None else 0
+
+    def _bump(self, conn: sqlite3.Connection, sync: str, partition: str) -> int:
+        """Count a write to the partition's rows (inside the writing transaction)."""
+        return int(conn.execute(_BUMP, (sync, partition)).fetchone()[0])
+
+    def _snapshot_path(self, sync: str, partition: str, generation: int) -> Path:
+        return self._snapshots / f"{_digest(sync, partition)}.{self._store_id}.{generation}.arrow"
+
+    def save_snapshot(self, sync: str, partition: str) -> bool:
+        """Write the partition's snapshot for its current generation; True if written.
+
+        Built from the frame the last ``load`` returned plus the outcomes this store committed
+        since, with SQLite's rules (a success stores the fingerprint and keeps the old Id when
+        it has none, resets attempts; a failure stores the fingerprint, keeps the Id, counts
+        the attempt). Nothing is written when the partition was not loaded through this store,
+        when another writer (or ``forget``) touched it since, or when nothing changed.
+        """
+        tracked = self._tracked.get((sync, partition))
+        if tracked is None or tracked.broken or not tracked.events:
+            return False
+        if self._generation(sync, partition) != tracked.generation:
+            self._tracked.pop((sync, partition), None)
+            return False
+        frame = _apply_events(tracked.base, tracked.events)
+        target = self._snapshot_path(sync, partition, tracked.generation)
+        self._snapshots.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f"{target.name}.{uuid.uuid4().hex}.tmp")
+        frame.write_ipc(partial, compression="lz4")
+        os.replace(partial, target)
+        for old in self._snapshots.glob(f"{_digest(sync, partition)}.*.arrow"):
+            if old != target:
+                old.unlink(missing_ok=True)
+        self._tracked[(sync, partition)] = _Tracked(generation=tracked.generation, base=frame)
+        return True
 
     def partitions(self, sync: str) -> list[str]:
         """The partitions that hold state for ``sync``."""
@@ -267,6 +364,25 @@ class StateStore:
                     "UPDATE bulk_jobs SET state = 'reconciled', updated_at = ? WHERE entry_id = ?",
                     (stamp, close_entry),
                 )
+            if ok_rows or bad_rows:
+                generation = self._bump(conn, sync, partition)
+        if ok_rows or bad_rows:
+            # In the order SQLite applied them: successes, then failures.
+            columns = ("key", "fingerprint", "success", "salesforce_id")
+            self._track(
+                sync, partition, generation, pl.concat([ok.select(columns), bad.select(columns)])
+            )
+
+    def _track(self, sync: str, partition: str, generation: int, events: pl.DataFrame) -> None:
+        tracked = self._tracked.get((sync, partition))
+        if tracked is None or tracked.broken:
+            return
+        if generation != tracked.generation + 1:
+            # Someone else wrote the partition since it was loaded: no snapshot from here.
+            tracked.broken = True
+            return
+        tracked.generation = generation
+        tracked.events.append(events.cast(pl.Schema(_EVENT_SCHEMA)))
 
     def forget(self, sync: str, partition: str, keys: Sequence[str]) -> None:
         """Drop the state of ``keys`` (records deleted in Salesforce or moved elsewhere)."""
@@ -275,6 +391,9 @@ class StateStore:
                 "DELETE FROM record_state WHERE sync = ? AND partition = ? AND key = ?",
                 [(sync, partition, k) for k in keys],
             )
+            self._bump(conn, sync, partition)
+        # Rare (deletes and moves): the next load reads SQLite and starts a fresh snapshot.
+        self._tracked.pop((sync, partition), None)
 
     # ------------------------------------------------------------------ bulk job journal
 
@@ -366,3 +485,62 @@ class StateStore:
         if row is None:
             return pl.DataFrame(schema={"key": pl.String(), "fingerprint": pl.String()})
         return pl.read_ipc(io.BytesIO(row[0]))
+
+
+_EVENT_SCHEMA: dict[str, pl.DataType] = {
+    "key": pl.String(),
+    "fingerprint": pl.String(),
+    "success": pl.Boolean(),
+    "salesforce_id": pl.String(),
+}
+
+
+@dataclass
+class _Tracked:
+    """A partition as this store last loaded it, and the outcomes it committed since."""
+
+    generation: int
+    base: pl.DataFrame  # SNAPSHOT_COLUMNS as loaded (before ``events``)
+    events: list[pl.DataFrame] = field(default_factory=list)
+    broken: bool = False
+
+
+def _digest(sync: str, partition: str) -> str:
+    return hashlib.sha256(f"{sync}\x00{partition}".encode()).hexdigest()[:32]
+
+
+def _apply_events(base: pl.DataFrame, events: Sequence[pl.DataFrame]) -> pl.DataFrame:
+    """``base`` (SNAPSHOT_COLUMNS) after the committed outcomes ``events``, in order, with the
+    rules of ``_UPSERT_SUCCESS`` / ``_UPSERT_FAILURE`` on the snapshot's columns."""
+    ev = pl.concat(events)
+    ok = pl.col("success")
+    # Within a group, rows keep their order (commit order): last() is the latest outcome.
+    per_key = ev.group_by("key", maintain_order=True).agg(
+        pl.col("fingerprint").last(),
+        ok.last().alias("__last_ok"),
+        ok.any().alias("__any_ok"),
+        pl.len().alias("__n"),
+        # Failures after the last success: the attempts, when there was a success.
+        ok.reverse().arg_max().alias("__trailing"),
+        pl.col("salesforce_id")
+        .filter(ok & pl.col("salesforce_id").is_not_null())
+        .last()
+        .alias("__new_id"),
+    )
+    old = base.select(
+        "key",
+        pl.col("salesforce_id").alias("__old_id"),
+        pl.col("attempts").alias("__old_attempts"),
+    )
+    merged = per_key.join(old, on="key", how="left").select(
+        "key",
+        "fingerprint",
+        pl.coalesce("__new_id", "__old_id").alias("salesforce_id"),
+        pl.when("__last_ok").then(pl.lit("synced")).otherwise(pl.lit("pending")).alias("status"),
+        pl.when("__any_ok")
+        .then(pl.col("__trailing").cast(pl.Int64))
+        .otherwise(pl.col("__old_attempts").fill_null(0) + pl.col("__n"))
+        .alias("attempts"),
+    )
+    kept = base.filter(~pl.col("key").is_in(per_key.get_column("key").implode()))
+    return pl.concat([kept, merged.cast(pl.Schema(kept.schema))], how="vertical")
