@@ -11,6 +11,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from sf_activations.config import ConfigError
 from sf_activations.defs import build_definitions
 from sf_activations.demo import demo_org, emulator_environment
 from sf_activations.demo_project import DEMO_PROJECT_DIR
@@ -71,6 +72,8 @@ def test_refused_login_names_sync_partition_object_and_never_the_password(
     assert "sync 'salesforce_contacts'" in description
     assert "partition 'b01'" in description and "object 'Contact'" in description
     assert "login refused" in description and "What to do:" in description
+    # Names the variables to check (names are not secrets; their values are).
+    assert "SF_PASSWORD" in description and "SF_USERNAME" in description
     assert metadata["sf/partition"] == "b01" and metadata["sf/object"] == "Contact"
     everything = description + repr(metadata)
     assert "Wr0ng-Pa55word" not in everything
@@ -115,9 +118,31 @@ def test_describe_misfit_names_partition_and_setting(project: Path) -> None:
     ).success
     description, metadata = failure_of(defs, [CONTACTS_SYNC], "b02")
     assert "sync 'salesforce_contacts', partition 'b02', object 'Contact'" in description
-    assert "salesforce_contacts.yaml, sync 'salesforce_contacts', field 'mappings[3].target'" in (
-        description
+    line = next(i for i, t in enumerate(sync_file.read_text().splitlines(), 1) if "Titel" in t)
+    assert (
+        f"salesforce_contacts.yaml:{line}, sync 'salesforce_contacts', field 'mappings[3].target'"
+        in description
     )
     assert "has no field 'Titel'" in description and "nothing was sent" in description
     problems = metadata["sf/config_problems"]
     assert isinstance(problems, list) and len(problems) == 1
+
+
+def test_unknown_object_fails_the_run_then_the_load(project: Path) -> None:
+    sync_file = project / "syncs" / "salesforce_accounts.yaml"
+    sync_file.write_text(sync_file.read_text().replace("object: Account", "object: Acount"))
+    defs = build_definitions(project)
+    assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition | dg.AssetSpec)]
+    assert dg.materialize(
+        assets, selection=[ACCOUNTS_MODEL], resources=dict(defs.resources or {})
+    ).success
+    description, metadata = failure_of(defs, [ACCOUNTS_SYNC])
+    assert "sync 'salesforce_accounts'" in description and "object 'Acount'" in description
+    assert "no object 'Acount' that the API user can see" in description
+    assert "Check `object:` in salesforce_accounts.yaml" in description
+    assert metadata["sf/error_code"] == "NOT_FOUND"
+    # The run stored Salesforce's answer: the next load fails offline, at the `object:` line.
+    with pytest.raises(ConfigError) as info:
+        build_definitions(project)
+    (problem,) = info.value.problems
+    assert (problem.sync, problem.field, problem.line) == ("salesforce_accounts", "object", 3)

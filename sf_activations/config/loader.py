@@ -214,6 +214,12 @@ def _line_of(path: Path, field: str | None) -> int | None:
     return line
 
 
+def with_lines(problems: list[ConfigProblem], start: int = 0) -> list[ConfigProblem]:
+    """``problems`` (in place, from ``start``) given the YAML line of their setting; returned."""
+    _with_lines(problems, start)
+    return problems
+
+
 def _with_lines(problems: list[ConfigProblem], start: int) -> None:
     """Give the problems found since ``start`` the line of their setting, when it has one."""
     for i in range(start, len(problems)):

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from sf_activations.config.errors import ConfigProblem
+from sf_activations.config.loader import with_lines
 from sf_activations.sync.model import FieldDescribe, ObjectDescribe
 from sf_activations.sync.spec import SyncSpec
 
@@ -259,7 +260,7 @@ def snapshot_problems(
             parents=parents,
             fix=f"Edit {Path(spec.source_file).name} as said above, or {refresh}",
         )
-    return problems
+    return with_lines(problems)
 
 
 def describe_problems(
@@ -273,7 +274,7 @@ def describe_problems(
     from sf_activations.sync.mapping import validate_spec
 
     where = f"sync {spec.name!r}" + (f" ({spec.source_file})" if spec.source_file else "")
-    return [
+    problems = [
         ConfigProblem(
             spec.source_file,
             text.removeprefix(f"{where}: "),
@@ -283,6 +284,7 @@ def describe_problems(
         )
         for text in validate_spec(spec, describe, parents=parents)
     ]
+    return with_lines(problems)
 
 
 def _field_of(spec: SyncSpec, text: str) -> str:

@@ -179,6 +179,24 @@ def _store_describe(
         )
 
 
+def _login_fix(project: Project, code: str) -> str:
+    """What to check after a refused login: the guide's advice and the variables involved."""
+    from sf_activations.config.loader import PROJECT_FILE, credential_sources
+    from sf_activations.sync.report import ERROR_GUIDE
+
+    sf = project.config.salesforce
+    envs = [env for _, env in credential_sources(sf).values() if env is not None]
+    where = (
+        f"the environment variables {', '.join(envs)} (named in {PROJECT_FILE})"
+        if envs
+        else f"the salesforce section of {PROJECT_FILE}"
+    )
+    advice = ERROR_GUIDE.get(code, ("", ""))[1]
+    return (
+        advice + " " if advice else ""
+    ) + f"Check {where} for auth '{sf.auth}'; nothing was sent."
+
+
 def _progress_logger(
     context: dg.AssetExecutionContext, spec: SyncSpec, partition: str
 ) -> Callable[[str], None]:
@@ -220,13 +238,19 @@ def run_sync_step(
             except SalesforceRequestError as exc:
                 if exc.code == "NOT_FOUND":
                     _store_describe(context, project, spec.sobject, None, client.instance_url)
+                what = (
+                    f"Salesforce has no object '{spec.sobject}' that the API user can see."
+                    if exc.code == "NOT_FOUND"
+                    else f"describe of '{spec.sobject}' refused ({exc.code}: {exc.message})."
+                )
                 raise _failure(
                     spec,
                     partition,
-                    f"Salesforce does not know object '{spec.sobject}' ({exc.code}: {exc.message}).",
+                    what,
                     code=exc.code,
-                    fix="Check `object:` in the sync file (API name, e.g. Account or Invoice__c) "
-                    "and that the API user can see the object.",
+                    fix=f"Check `object:` in {Path(spec.source_file).name} (the API name, e.g. "
+                    "Account or Invoice__c; custom objects end in __c) and that the API user's "
+                    "profile or permission sets grant access to the object; nothing was sent.",
                 ) from exc
             _store_describe(context, project, spec.sobject, describe, client.instance_url)
             problems = describe_problems(
@@ -278,8 +302,7 @@ def run_sync_step(
             partition,
             f"login refused: {exc}",
             code=code,
-            fix=ERROR_GUIDE.get(code, ("", "Check the credentials' environment variables."))[1]
-            or "Check the credentials' environment variables.",
+            fix=_login_fix(project, code),
         ) from exc
     except SalesforceUnavailable as exc:
         raise _failure(
