@@ -11,8 +11,10 @@ set aside before sending, with that reason.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import polars as pl
@@ -25,6 +27,7 @@ from sf_activations_tests.catalogue.model import (
     Rejected,
     Step,
     Synced,
+    Transport,
 )
 from sf_activations_tests.catalogue.org import KEY, NOTES_LIMIT, OBJECT, PARENT_KEY, TEXT_LIMIT
 
@@ -62,16 +65,25 @@ def _m(*pairs: tuple[str, str]) -> tuple[FieldMapping, ...]:
 
 
 def _case(
-    name: str, why: str, mappings: tuple[FieldMapping, ...], *steps: Step, **kw: object
+    name: str,
+    why: str,
+    mappings: tuple[FieldMapping, ...],
+    *steps: Step,
+    sobject: str = OBJECT,
+    key: SyncKey = BY_EXT,
+    seed: tuple[Mapping[str, Any], ...] = (),
+    xfail: Mapping[Transport, str] | None = None,
 ) -> Case:
+    """A case on ``Catalogue_Item__c`` keyed by ``Ext__c`` unless told otherwise."""
     return Case(
         name=name,
         why=why,
-        sobject=str(kw.pop("sobject", OBJECT)),
-        key=kw.pop("key", BY_EXT),  # type: ignore[arg-type]
+        sobject=sobject,
+        key=key,
         mappings=mappings,
         steps=steps,
-        **kw,  # type: ignore[arg-type]
+        seed=seed,
+        xfail=xfail or {},
     )
 
 
