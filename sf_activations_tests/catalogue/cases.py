@@ -204,7 +204,8 @@ CASES: tuple[Case, ...] = (
     _case(
         "special_characters_in_keys",
         "Keys are data wherever they go (CSV cell, JSON body, SOQL literal; DESIGN invariant 6): "
-        "URL, CSV and SOQL metacharacters in a key are stored verbatim.",
+        "URL, CSV and SOQL metacharacters in a key are stored verbatim, and a text key is never "
+        "read as a number ('007' and '7' are two keys).",
         TEXT,
         Step(
             rows={
@@ -218,6 +219,8 @@ CASES: tuple[Case, ...] = (
                     "a'b",
                     "a\\b",
                     "x' OR Id != '",
+                    "007",
+                    "7",
                 ],
                 "text": [
                     "slash",
@@ -229,6 +232,8 @@ CASES: tuple[Case, ...] = (
                     "squote",
                     "bslash",
                     "soql",
+                    "leading zeros",
+                    "seven",
                 ],
             },
             expect={
@@ -241,8 +246,10 @@ CASES: tuple[Case, ...] = (
                 "a'b": Synced({"Text__c": "squote"}),
                 "a\\b": Synced({"Text__c": "bslash"}),
                 "x' OR Id != '": Synced({"Text__c": "soql"}),
+                "007": Synced({KEY: "007", "Text__c": "leading zeros"}),
+                "7": Synced({KEY: "7", "Text__c": "seven"}),
             },
-            total=9,
+            total=11,
         ),
     ),
     _case(
@@ -880,6 +887,17 @@ CASES: tuple[Case, ...] = (
         ),
         sobject="Contact",
         key=SyncKey(source="id", target="External_Id__c"),
+    ),
+    _case(
+        "empty_string_on_create_leaves_fields_unset",
+        "On insert an empty cell leaves the field unset (api §3.2): text and numbers stay null, "
+        "a checkbox takes its default (false).",
+        _m(("text", "Text__c"), ("amount", "Amount__c"), ("active", "Active__c")),
+        Step(
+            rows={"id": ["k1"], "text": [""], "amount": [""], "active": [""]},
+            expect={"k1": Synced({"Text__c": None, "Amount__c": None, "Active__c": False})},
+            total=1,
+        ),
     ),
     # ---------------------------------------------------------------- lookups
     _case(
