@@ -1,11 +1,12 @@
 """One emulated Salesforce org: records, DML semantics, validation and vectorised Bulk ingest.
 
-Storage: per object a ``_Table`` of Python lists, one per field that was ever written (a missing
-list means "all null"), plus an id index (15-character id -> row position) and lazily built key
-indexes for external-id / unique / idLookup fields. Lists keep single-record REST writes O(1)
-and shared objects (audit timestamps, owner ids, booleans) cost one pointer per row, which is
-what keeps 1M records x 20 fields under 2 GB; validation of a Bulk upload is done column-wise
-with polars expressions and only dict lookups and the final writes touch rows one by one.
+Storage: per object a ``_Table`` of ``_Column``s, one per field that was ever written (a missing
+column means "all null"). A column is a polars series plus the single-record edits not yet
+folded into it (a position -> value patch and a tail of appended rows), so a Bulk job appends or
+scatters whole series without a Python object per cell, while REST writes stay O(1). The id
+index (18-character id -> position) and the key indexes for external-id / unique / idLookup
+fields are dicts for single-record lookups, built on first use and dropped by large jobs, which
+match their keys with hash joins instead. 1M records x 20 fields take a few hundred MB.
 
 Every DML surface (REST dicts and Bulk frames) goes through the same pipeline, ``_process``,
 so a rule is implemented once and both surfaces answer alike; only the wording of type errors
