@@ -246,3 +246,24 @@ def test_minted_id_blocks_equal_ids_minted_one_by_one(start: int) -> None:
     block._next = single._next = start
     minted = block.take_series(1400).to_list()
     assert minted == [single.next() for _ in range(1400)]
+
+
+def test_key_matching_survives_hash_collisions() -> None:
+    def by_length(series: pl.Series) -> pl.Series:
+        return series.str.len_bytes().cast(pl.UInt64)  # collides on purpose
+
+    column = pl.Series(["a", "bb", None, "ccc", "dd"], dtype=pl.String)
+    live = pl.Series([True, True, True, True, False])
+    keys = pl.Series(["x", "bb", "ccc", None, "dd", "a"], dtype=pl.String)
+    # "bb" and "dd" share a hash but "dd" is not live: the merge path, verified on values.
+    merged = org_module._match_keys(column, live, keys, hash_of=by_length)
+    assert merged["pos"].to_list() == [None, 1, 3, None, None, 0]
+    assert merged["hits"].to_list() == [0, 1, 1, 0, 0, 1]
+    # With "dd" live, two stored values share a hash: the exact join decides.
+    everything = pl.Series([True] * 5)
+    exact = org_module._match_keys(column, everything, keys, hash_of=by_length)
+    assert exact["pos"].to_list() == [None, 1, 3, None, 4, 0]
+    assert exact["hits"].to_list() == [0, 1, 1, 0, 1, 1]
+    assert org_module._match_keys(column, everything, keys)["pos"].to_list() == [
+        None, 1, 3, None, 4, 0,
+    ]  # fmt: skip
