@@ -297,7 +297,7 @@ def _metadata_value(page: Any, key: str) -> Any:
     return _metadata_row(page, key).locator("td").nth(1)
 
 
-def test_lineage_shows_models_feeding_syncs(page: Any, dagster_ui: DagsterUI) -> None:
+def test_lineage_shows_models_feeding_syncs(page: Any, dagster_ui: DagsterUI, demo: Demo) -> None:
     from playwright.sync_api import expect
 
     page.goto(f"{dagster_ui.url}/asset-groups?expanded={EXPANDED_GROUPS}")
@@ -317,12 +317,20 @@ def test_lineage_shows_models_feeding_syncs(page: Any, dagster_ui: DagsterUI) ->
     assert (ACCOUNTS, CONTACTS) in edges  # `after: [salesforce_accounts]`
     assert ("accounts", CONTACTS) not in edges  # contacts sync reads its own model only
 
-    # The sync's own lineage tab, zoomed in: full names, materialized, the check passed.
+    # The sync's own lineage tab, zoomed in: full names, materialized, the check passed, and
+    # every hash bucket of the downstream contacts sync materialized.
+    assert demo.result.second[ACCOUNTS].check_passed
     page.goto(f"{dagster_ui.url}/assets/salesforce/{ACCOUNTS}?view=lineage")
     node = page.locator("foreignObject").filter(has_text=re.compile(f"^{ACCOUNTS}"))
     expect(node.get_by_text("Materialized")).to_be_visible()
     expect(node.get_by_text("1 / 1 Passed")).to_be_visible()
+    contacts = page.locator("foreignObject").filter(has_text=re.compile(f"^{CONTACTS}"))
+    expect(contacts.get_by_text("100% filled")).to_be_visible()
+    expect(
+        contacts.get_by_text(f"{demo.result.first[CONTACTS].partitions} partitions")
+    ).to_be_visible()
     assert ("accounts", ACCOUNTS) in _graph_edges(page, ["accounts", ACCOUNTS, CONTACTS])
+    page.screenshot(path=str(SCREENSHOT_DIR / "sf_activations_ui_sync_lineage.png"))
 
 
 def _expect_error_table(page: Any, totals: SyncTotals) -> None:
