@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
@@ -20,7 +21,7 @@ from sf_activations.salesforce import (
     soql_in,
     soql_literal,
 )
-from sf_activations.sync.model import SalesforcePort
+from sf_activations.sync.model import BulkJobInfo, SalesforcePort
 
 FAST = {
     "max_attempts": 3,
@@ -252,6 +253,28 @@ def test_bulk_row_errors_come_back_in_failed_results(client: SalesforceClient) -
     # A failed record: failedResults is downloaded; the job completed, so unprocessedrecords
     # (known empty) is not.
     assert calls(client)["bulk_results"] == 2
+
+
+def test_bulk_wait_reports_each_poll_of_a_running_job(
+    client: SalesforceClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = client.bulk_submit("Contact", "insert", b"FirstName,LastName\nAda,Lovelace\n")
+    real = client.bulk_job_info
+    seen: list[tuple[str, str]] = []
+    polls = iter(["InProgress", "InProgress"])
+
+    def first_two_still_running(job_id: str) -> BulkJobInfo:
+        # The emulator finishes a one-record job almost at once: two polls say otherwise.
+        info = real(job_id)
+        state = next(polls, None)
+        return replace(info, state=state) if state else info
+
+    monkeypatch.setattr(client, "bulk_job_info", first_two_still_running)
+    client.bulk_poll_listener = lambda info: seen.append((info.id, info.state))
+    assert client.bulk_wait(job).state == "JobComplete"
+    # At least the two forced ones (a loaded emulator may really be running it for longer).
+    assert len(seen) >= 2
+    assert set(seen) == {(job, "InProgress")}
 
 
 def test_bulk_results_of_a_job_not_seen_finished_fetches_all_three(

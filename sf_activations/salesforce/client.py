@@ -237,6 +237,8 @@ class SalesforceClient:
         # Final infos of jobs seen finished: a finished job never changes, and its counts tell
         # which result files are empty (see bulk_results).
         self._finished_jobs: dict[str, BulkJobInfo] = {}
+        self.bulk_poll_listener: Callable[[BulkJobInfo], None] | None = None
+        """Called with the job's info after every poll that finds it still running (progress)."""
 
     # ---------------------------------------------------------------- session and accounting
 
@@ -632,7 +634,8 @@ class SalesforceClient:
         """Poll until the job has finished (JobComplete, Failed or Aborted) and return its info.
 
         Polls start after ``poll_initial_s`` and double up to ``poll_max_s``: a small job is seen
-        done within tens of milliseconds, a long one costs one call every few seconds. A job still
+        done within tens of milliseconds, a long one costs one call every few seconds. Each
+        poll that finds the job still running is passed to ``bulk_poll_listener`` if set. A job still
         running after ``timeout_s`` raises ``SalesforceUnavailable`` (it keeps running; its id is
         enough to pick it up later).
         """
@@ -642,6 +645,8 @@ class SalesforceClient:
             info = self.bulk_job_info(job_id)
             if info.finished:
                 return info
+            if self.bulk_poll_listener is not None:
+                self.bulk_poll_listener(info)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 msg = f"Bulk job {job_id} is still {info.state} after {timeout_s:.0f}s"

@@ -50,7 +50,7 @@ INT_TYPES = frozenset({"int", "long"})
 FLOAT_TYPES = frozenset({"double", "currency", "percent"})
 
 REASON_TEXT: Mapping[str, str] = {
-    "INVALID_NULL_KEY": "the key is null or empty, so the record cannot be matched",
+    "INVALID_NULL_KEY": "the key is null, empty or only blanks, so the record cannot be matched",
     "INVALID_DUPLICATE_KEY": "the key appears on more than one row of the model",
     "INVALID_STRING_TOO_LONG": "the value is longer than the field allows",
     "INVALID_PICKLIST_VALUE": "the value is not one of the field's allowed picklist values",
@@ -191,7 +191,8 @@ def map_records(spec: SyncSpec, source: pl.DataFrame, describe: ObjectDescribe) 
     match_key = key_val.str.to_lowercase() if _case_insensitive(key_field) else key_val
     work = work.with_columns(
         key_val.alias(KEY_COLUMN),
-        pl.when(key_val.is_null() | (key_val == ""))
+        # A key of only blanks cannot be told apart by eye from another one: no key either.
+        pl.when(key_val.is_null() | (key_val.str.strip_chars() == ""))
         .then(pl.lit("INVALID_NULL_KEY"))
         .when(match_key.is_duplicated() & key_val.is_not_null())
         .then(pl.lit("INVALID_DUPLICATE_KEY"))
@@ -242,7 +243,11 @@ def split_missing_required(
     ``records`` are mapped records (``MappedFrame.records``, maybe with more columns) and
     ``creating`` the keys expected to be inserts (no Salesforce Id in state). Returns
     ``records`` without them and their ``INVALID_REQUIRED_MISSING`` rows (``INVALID_SCHEMA``).
-    "" counts as missing too: on insert an empty cell leaves the field unset.
+
+    Only null (clear the field) is set aside here. "" (leave it alone) is sent: a key without
+    state may already exist in Salesforce (a record entered by hand, or a key differing only
+    in case), and then the upsert updates it and leaves the field as it is; for a true create
+    Salesforce answers REQUIRED_FIELD_MISSING and the record stays pending with that error.
     """
     required = [c for c in columns if c.describe is not None and c.describe.required_on_create]
     if not required or creating.len() == 0 or records.height == 0:
@@ -252,9 +257,7 @@ def split_missing_required(
         work_col
         for c in required
         for work_col in [
-            pl.when(is_new & (pl.col(c.header).is_null() | (pl.col(c.header) == "")))
-            .then(pl.lit(c.header))
-            .otherwise(None)
+            pl.when(is_new & pl.col(c.header).is_null()).then(pl.lit(c.header)).otherwise(None)
         ]
     ]
     flagged = records.with_columns(pl.coalesce(checks).alias("__missing"))
@@ -322,7 +325,8 @@ def validate_spec(
                 "(and Unique) in Salesforce's Object Manager, or choose another key."
             )
         elif not key.unique:
-            # Not fatal: Salesforce upserts on it, but duplicates make the match unpredictable.
+            # Refused like every problem: Salesforce would upsert on it, but once two records
+            # share a value every upsert of that key fails with DUPLICATE_EXTERNAL_ID.
             problems.append(
                 f"{where}: key field {obj}.{key.name} is an External ID but not Unique; "
                 "mark it Unique so a key cannot match several records (DUPLICATE_EXTERNAL_ID)."
@@ -481,6 +485,9 @@ def _canonical(raw: pl.Expr, dtype: pl.DataType, col: MappedColumn) -> tuple[pl.
     if sf_type in INT_TYPES:
         if dtype.is_integer():
             return raw, no_error
+        if dtype.is_float():
+            # NaN and infinities have no Salesforce form; neither has a fraction for an int.
+            return _float_number(raw, whole=True)
         number = raw.str.strip_chars().cast(pl.Float64, strict=False)
         whole = number.is_finite() & (number == number.floor()) & (number.abs() < 2**63)
         value = (
@@ -493,8 +500,10 @@ def _canonical(raw: pl.Expr, dtype: pl.DataType, col: MappedColumn) -> tuple[pl.
         return value, _type_error(blank, value)
 
     if sf_type in FLOAT_TYPES:
-        if dtype.is_float() or dtype.is_integer():
+        if dtype.is_integer():
             return raw, no_error
+        if dtype.is_float():
+            return _float_number(raw, whole=False)
         number = raw.str.strip_chars().cast(pl.Float64, strict=False)
         value = (
             pl.when(raw == "")
@@ -558,6 +567,17 @@ def _canonical(raw: pl.Expr, dtype: pl.DataType, col: MappedColumn) -> tuple[pl.
             error,
         )
     return raw, error
+
+
+def _float_number(raw: pl.Expr, *, whole: bool) -> tuple[pl.Expr, pl.Expr]:
+    """(text, error) of a float column's text (``_float_text``): NaN and ±inf are INVALID_TYPE,
+    as the same words in a text column are; with ``whole``, so is a fraction."""
+    number = raw.cast(pl.Float64, strict=False)
+    good = number.is_finite()
+    if whole:
+        good = good & (number == number.floor()) & (number.abs() < 2**63)
+    value = pl.when(raw.is_null() | good).then(raw).otherwise(None)
+    return value, _type_error(raw.is_null(), value)
 
 
 def _parse_datetime(text: pl.Expr) -> pl.Expr:
