@@ -187,33 +187,37 @@ class _Ids:
             return pl.Series(
                 "Id", [self._make(n) for n in range(start, start + count)], dtype=pl.String
             )
-        # Ten base-62 digits = two checksum chunks of five, each looked up as 3 + 2 digits in
-        # tables of strings and upper-case bit masks (no per-id Python, no per-digit strings).
+        # Ten base-62 digits = two checksum chunks of five. The first chunk changes once per
+        # 62**5 ids, so it is a constant per segment; the second is looked up as 3 + 2 digits
+        # in tables of strings and upper-case bit masks (no per-id Python).
         t3, t2 = _digit_tables()
-        head_bits = sum(1 << j for j, ch in enumerate(self._head) if "A" <= ch <= "Z")
         letters = pl.Series(list(_CHECKSUM_ALPHABET))
-        n = pl.int_range(start, start + count, eager=True, dtype=pl.Int64)
-        parts: dict[str, pl.Series] = {}
-        for chunk, value in enumerate((n // 62**5, n % 62**5)):
+        segments: list[pl.Series] = []
+        first, stop = start, start + count
+        while first < stop:
+            high = first // 62**5
+            last = min(stop, (high + 1) * 62**5)
+            prefix = self._make(high * 62**5)[:10]  # head + the first chunk's five digits
+            bits = sum(1 << j for j, ch in enumerate(prefix) if "A" <= ch <= "Z")
+            value = pl.int_range(first, last, eager=True, dtype=pl.Int64) % 62**5
             hi, lo = value // 3844, value % 3844
-            parts[f"s{chunk}a"] = t3["s"].gather(hi)
-            parts[f"s{chunk}b"] = t2["s"].gather(lo)
-            parts[f"c{chunk}"] = letters.gather(t3["b"].gather(hi) + t2["b"].gather(lo) * 8)
-        return (
-            pl.DataFrame(parts)
-            .select(
-                pl.concat_str(
-                    [
-                        pl.lit(self._head),
-                        *(pl.col(f"s{c}{half}") for c in (0, 1) for half in "ab"),
-                        pl.lit(_CHECKSUM_ALPHABET[head_bits]),
-                        pl.col("c0"),
-                        pl.col("c1"),
-                    ]
-                ).alias("Id")
+            parts = pl.DataFrame(
+                {
+                    "a": t3["s"].gather(hi),
+                    "b": t2["s"].gather(lo),
+                    "c": letters.gather(t3["b"].gather(hi) + t2["b"].gather(lo) * 8),
+                }
             )
-            .to_series()
-        )
+            checks = _CHECKSUM_ALPHABET[bits & 31] + _CHECKSUM_ALPHABET[bits >> 5]
+            segments.append(
+                parts.select(
+                    pl.concat_str(
+                        [pl.lit(prefix), pl.col("a"), pl.col("b"), pl.lit(checks), pl.col("c")]
+                    ).alias("Id")
+                ).to_series()
+            )
+            first = last
+        return segments[0] if len(segments) == 1 else pl.concat(segments)
 
     def next(self) -> str:
         """One fresh id."""
@@ -695,6 +699,15 @@ def _match_keys(
     )
     exact = pl.DataFrame({"key": keys}).join(counts, on="key", how="left", maintain_order="left")
     return exact.select(pl.col("pos"), pl.col("hits").fill_null(0))
+
+
+def _errors_where(frame: pl.DataFrame, failing: pl.Series, error: pl.Expr) -> pl.Series:
+    """``error`` evaluated on the failing rows only (it builds message strings), null elsewhere."""
+    out = _nulls(pl.String(), frame.height)
+    if failing.any():
+        messages = frame.filter(failing).lazy().select(error.alias("e")).collect()
+        out = out.scatter(failing.arg_true(), messages["e"])
+    return out
 
 
 def _duplicated(keys: pl.Series) -> pl.Series:
@@ -1347,12 +1360,7 @@ class Org:
         outputs, failing, error = self._row_exprs(obj, op, data_cols, surface)
         # Lazy so that polars eliminates common subexpressions (id checksums are costly).
         out = work.lazy().select([*outputs, failing.alias("__bad")]).collect()
-        bad = out["__bad"]
-        err_series = _nulls(pl.String(), n)
-        if bad.any():
-            messages = work.filter(bad).lazy().select(error.alias("__err")).collect()
-            err_series = err_series.scatter(bad.arg_true(), messages["__err"])
-        errs = _Errors(err_series)
+        errs = _Errors(_errors_where(work, out["__bad"], error))
         values: dict[str, pl.Series] = {}
         masks: dict[str, pl.Series] = {}
         for c in data_cols:
@@ -1548,11 +1556,15 @@ class Org:
                 .when(pl.col("gone"))
                 .then(pl.lit(_enc("ENTITY_IS_DELETED", "entity is deleted")))
             )
+            failing = (
+                (absent & pl.lit(op != "upsert"))
+                | (~absent & (~pl.col("ok") | pl.col("pos").is_null() | pl.col("gone")))
+            ).fill_null(True)
             out = frame.select(
-                pl.when(err.is_null() & ~absent).then(pl.col("pos")).alias("__tgt"),
-                err.alias("__kerr"),
+                pl.when(~failing & ~absent).then(pl.col("pos")).alias("__tgt"),
+                failing.alias("__bad"),
             )
-            return out["__tgt"], out["__kerr"]
+            return out["__tgt"], _errors_where(frame, out["__bad"], err).alias("__kerr")
         assert ext is not None
         canon_expr = _value_exprs(key_col, src, surface)[0]
         frame = work.lazy().select(src.alias("raw"), canon_expr.alias("key")).collect()
@@ -1592,13 +1604,16 @@ class Org:
                 )
             )
         )
+        failing = (key.is_null() & absent) | (
+            key.is_not_null() & (pl.col("dup") | (pl.col("hits") > 1))
+        )
         out = frame.select(
             pl.when(key.is_not_null() & ~pl.col("dup") & (pl.col("hits") == 1))
             .then(pl.col("pos"))
             .alias("__tgt"),
-            err.alias("__kerr"),
+            failing.alias("__bad"),
         )
-        return out["__tgt"], out["__kerr"]
+        return out["__tgt"], _errors_where(frame, out["__bad"], err).alias("__kerr")
 
     @staticmethod
     def _permission_errors(
