@@ -24,6 +24,7 @@ from sf_activations_tests.catalogue.model import (
     TRANSPORTS,
     Case,
     Invalid,
+    Refused,
     Rejected,
     Step,
     Synced,
@@ -45,14 +46,6 @@ S = pl.String
 # xfail(strict=True) so they turn into failures once fixed.
 NA_LITERAL_BUG = (
     "PERF_ENGINE: a literal '#N/A' value is written as the Bulk null marker and clears the field"
-)
-NONFINITE_FLOAT_BUG = (
-    "PERF_ENGINE: NaN/inf in a Float column are sent to Salesforce instead of INVALID_TYPE"
-)
-BLANK_KEY_BUG = "PERF_ENGINE: a whitespace-only key is upserted instead of INVALID_NULL_KEY"
-REQUIRED_ON_EXISTING_BUG = (
-    "PERF_ENGINE: a record already in Salesforce but not yet in state is treated as a create, "
-    "so '' in a required field sets it aside (INVALID_REQUIRED_MISSING) instead of updating"
 )
 KEY_CASE_FLIP_BUG = (
     "PERF_ENGINE: a key changed k1 -> K1 -> k1 (case-insensitive External ID) is 'unchanged' "
@@ -184,7 +177,6 @@ CASES: tuple[Case, ...] = (
             keyless={"INVALID_NULL_KEY": 2},
             total=1,
         ),
-        xfail={t: BLANK_KEY_BUG for t in TRANSPORTS},
     ),
     _case(
         "duplicate_key_of_an_already_synced_record",
@@ -519,7 +511,6 @@ CASES: tuple[Case, ...] = (
             },
             total=5,
         ),
-        xfail={t: NONFINITE_FLOAT_BUG for t in TRANSPORTS},
     ),
     _case(
         "integer_column_to_number_fields",
@@ -962,7 +953,8 @@ CASES: tuple[Case, ...] = (
     _case(
         "required_field_missing_on_create_fine_on_update",
         "Contact.LastName is required: a new record without it cannot be created "
-        "(REQUIRED_FIELD_MISSING, api §4; the engine sees it first: INVALID_REQUIRED_MISSING). "
+        "(REQUIRED_FIELD_MISSING, api §4; the engine may see it first: "
+        "INVALID_REQUIRED_MISSING). "
         "On update '' leaves it alone, so an existing contact updates fine; NULL would clear a "
         "required field, which Salesforce refuses (REQUIRED_FIELD_MISSING) and the old value "
         "stays.",
@@ -980,8 +972,8 @@ CASES: tuple[Case, ...] = (
             schema={"id": S, "last_name": S, "title": S},
             expect={
                 "c1": Synced({"LastName": "Doe", "Title": "Lead Eng"}),
-                "c2": Invalid("INVALID_REQUIRED_MISSING"),
-                "c3": Invalid("INVALID_REQUIRED_MISSING"),
+                "c2": Refused("INVALID_REQUIRED_MISSING", "REQUIRED_FIELD_MISSING"),
+                "c3": Refused("INVALID_REQUIRED_MISSING", "REQUIRED_FIELD_MISSING"),
                 "c9": Synced({"LastName": "Roe", "Title": "Ops"}),
             },
             total=2,
@@ -1005,14 +997,14 @@ CASES: tuple[Case, ...] = (
         "Records an admin already keyed in Salesforce (guide: reusing existing External ID "
         "fields) are matched by the upsert, case-insensitively (api §5): no duplicate, and an "
         "empty required value ('' = leave alone) is fine because Salesforce updates, not "
-        "creates. The truly new record 'new' still cannot be created (total stays 2; whether "
-        "the engine or Salesforce refuses it is left open here).",
+        "creates. The truly new record 'new' still cannot be created.",
         _m(("last_name", "LastName"), ("title", "Title")),
         Step(
             rows={"id": ["c1", "c2", "new"], "last_name": ["", "", ""], "title": ["A", "B", "C"]},
             expect={
                 "c1": Synced({"External_Id__c": "c1", "LastName": "Doe", "Title": "A"}),
                 "c2": Synced({"External_Id__c": "c2", "LastName": "Roe", "Title": "B"}),
+                "new": Refused("INVALID_REQUIRED_MISSING", "REQUIRED_FIELD_MISSING"),
             },
             total=2,
         ),
@@ -1022,7 +1014,6 @@ CASES: tuple[Case, ...] = (
             {"External_Id__c": "c1", "LastName": "Doe"},
             {"External_Id__c": "C2", "LastName": "Roe"},
         ),
-        xfail={t: REQUIRED_ON_EXISTING_BUG for t in TRANSPORTS},
     ),
     # ---------------------------------------------------------------- empty sources
     _case(

@@ -64,7 +64,21 @@ class Rejected:
         return self.rest_code if transport == "rest" and self.rest_code else self.code
 
 
-Outcome = Synced | Invalid | Rejected
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """The record cannot be stored, and either side may say so: the engine before sending
+    (state ``pending`` with ``reason``) or Salesforce (``pending`` with ``code``).
+
+    For rules the engine may check early or leave to Salesforce (e.g. a required field left
+    empty on a create); the catalogue pins the outcome, not where the check lives.
+    """
+
+    reason: str
+    code: str
+    stored: Mapping[str, Any] | None = None
+
+
+Outcome = Synced | Invalid | Rejected | Refused
 
 
 @dataclass(frozen=True, slots=True)
