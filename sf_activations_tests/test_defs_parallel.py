@@ -9,6 +9,7 @@ metadata must agree: every record synced exactly once, in its own bucket, no dup
 from __future__ import annotations
 
 import os
+import shutil
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -32,13 +33,21 @@ from sf_activations.warehouse.duckdb import DuckDBWarehouse
 CONTACTS_SYNC = dg.AssetKey(["salesforce", "salesforce_contacts"])
 CONTACTS_JOB = "salesforce_contacts_job"
 N_ACCOUNTS = 20
-N_CONTACTS = 4800  # ~1,200 per bucket: above 1,000 each partition goes through a Bulk job
-BAD_CONTACTS = {"C00007", "C03500"}  # their account does not exist: Salesforce rejects them
+N_CONTACTS = 1200  # ~300 per bucket; the test project's rest_threshold sends them by Bulk
+BAD_CONTACTS = {"C00007", "C00500"}  # their account does not exist: Salesforce rejects them
 
 
 def contacts_job() -> dg.JobDefinition:
     """The contacts sync's job, rebuilt in each step process from the environment."""
-    return build_definitions(DEMO_PROJECT_DIR).resolve_job_def(CONTACTS_JOB)
+    return build_definitions(os.environ["SF_ACTIVATIONS_PROJECT"]).resolve_job_def(CONTACTS_JOB)
+
+
+def bulk_project(root: Path) -> Path:
+    """The demo project, with the contacts sync sending more than 100 records through Bulk."""
+    shutil.copytree(DEMO_PROJECT_DIR, root, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    sync_file = root / "syncs" / "salesforce_contacts.yaml"
+    sync_file.write_text(sync_file.read_text() + "rest_threshold: 100\n")
+    return root
 
 
 def raw_tables() -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -107,15 +116,17 @@ def test_four_bucket_partitions_in_parallel_processes(
     emulator.emulator.reset(demo_org())
     # Each Bulk job stays InProgress for a moment, so the four runs overlap in Salesforce too.
     emulator.emulator.bulk_jobs.processing_delay = 1.0
+    project = bulk_project(tmp_path / "project")
     for key, value in emulator_environment(emulator, tmp_path).items():
         monkeypatch.setenv(key, value)  # the step processes inherit these
+    monkeypatch.setenv("SF_ACTIVATIONS_PROJECT", str(project))
     accounts, contacts = raw_tables()
     warehouse = DuckDBWarehouse.at(str(tmp_path / "warehouse.duckdb"))
     warehouse.replace_table("raw_accounts", accounts)
     warehouse.replace_table("raw_contacts", contacts)
 
     # Models and the Account sync first, in this process (the contacts look their accounts up).
-    defs = build_definitions(DEMO_PROJECT_DIR)
+    defs = build_definitions(project)
     assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition | dg.AssetSpec)]
     first = dg.materialize(
         assets,
@@ -171,7 +182,7 @@ def test_four_bucket_partitions_in_parallel_processes(
     assert sum(len(md["sf/bulk_job_ids"]) for md in metadata.values()) >= len(partitions)
 
     # The state store: every contact once, in its own bucket; synced unless Salesforce refused.
-    state_path = load_project(DEMO_PROJECT_DIR).state_path
+    state_path = load_project(project).state_path
     with StateStore(state_path) as store:
         assert sorted(store.partitions("salesforce_contacts")) == partitions
         frames = [
@@ -191,7 +202,7 @@ def test_four_bucket_partitions_in_parallel_processes(
     assert synced["salesforce_id"].n_unique() == synced.height
 
     # The org: exactly one Contact per synced key, with the Id the state recorded.
-    client = connect(resolve_credentials(load_project(DEMO_PROJECT_DIR).config.salesforce))
+    client = connect(resolve_credentials(load_project(project).config.salesforce))
     try:
         rows = client.query("SELECT Id, External_Id__c FROM Contact")
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -80,10 +81,14 @@ def test_engine_and_bulk_progress_reach_the_run_log(
         if key != "DAGSTER_HOME":
             monkeypatch.setenv(key, value)
     warehouse = DuckDBWarehouse.at(str(tmp_path / "warehouse.duckdb"))
-    # Above 1,000 records one Bulk job costs fewer API calls than REST: the engine uses Bulk.
-    warehouse.replace_table("raw_accounts", many_accounts(1200))
+    warehouse.replace_table("raw_accounts", many_accounts(400))
     warehouse.replace_table("raw_contacts", pl.DataFrame({"contact_id": ["C1"]}))
-    defs = build_definitions(DEMO_PROJECT_DIR)
+    # A project whose accounts sync sends more than 100 records through Bulk.
+    project = tmp_path / "project"
+    shutil.copytree(DEMO_PROJECT_DIR, project, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    sync_file = project / "syncs" / "salesforce_accounts.yaml"
+    sync_file.write_text(sync_file.read_text() + "rest_threshold: 100\n")
+    defs = build_definitions(project)
     resources = dict(defs.resources or {})
     sf = resources["salesforce"]
     assert isinstance(sf, SalesforceResource)
@@ -102,7 +107,7 @@ def test_engine_and_bulk_progress_reach_the_run_log(
 
     ours = [line for line in lines if line.startswith("salesforce_accounts")]
     # The engine's phases, each line naming the sync (and partition).
-    assert "salesforce_accounts[__all__]: read 1200 row(s) from accounts" in ours, ours
-    assert any("1200 new, 0 changed" in line for line in ours), ours
-    assert any("bulk job" in line and "submitted (1200 records" in line for line in ours), ours
-    assert any("JobComplete: 1200 processed, 0 failed" in line for line in ours), ours
+    assert "salesforce_accounts[__all__]: read 400 row(s) from accounts" in ours, ours
+    assert any("400 new, 0 changed" in line for line in ours), ours
+    assert any("bulk job" in line and "submitted (400 records" in line for line in ours), ours
+    assert any("JobComplete: 400 processed, 0 failed" in line for line in ours), ours
