@@ -100,7 +100,17 @@ def test_every_setting_has_a_row_with_its_default(
             continue  # a nested section (key:) documented by its own keys (key.source, ...)
         assert key in rows, f"docs/configuration.md ({heading}) has no table row for `{key}`"
         default = info.get_default(call_default_factory=False)
-        if default is None or not isinstance(default, str | int | float | bool):
+        default_cell = rows[key].split("|")[3].strip()
+        if info.is_required():
+            assert default_cell == "required", f"docs/configuration.md: `{key}` is required"
+            continue
+        if default is None:
+            # A derived default ("the file name", "[name]") is fine; a literal value is stale.
+            assert not re.fullmatch(r"`?[\d.]+`?|`?(true|false)`?", default_cell), (
+                f"docs/configuration.md: `{key}` has no default, the row shows {default_cell}"
+            )
+            continue
+        if not isinstance(default, str | int | float | bool):
             continue
         assert _shown(default) in rows[key].replace(",", ""), (
             f"docs/configuration.md: the row of `{key}` does not show its default {default!r}"
