@@ -10,6 +10,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from sf_activations.config import load_project
 from sf_activations.defs import SalesforceResource, build_definitions
 from sf_activations.defs.progress import BulkProgressLog
 from sf_activations.demo import demo_org, emulator_environment
@@ -90,9 +91,9 @@ def test_engine_and_bulk_progress_reach_the_run_log(
     sync_file.write_text(sync_file.read_text() + "rest_threshold: 100\n")
     defs = build_definitions(project)
     resources = dict(defs.resources or {})
-    sf = resources["salesforce"]
-    assert isinstance(sf, SalesforceResource)
-    resources["salesforce"] = sf.model_copy(update={"bulk_progress_every_s": 0.0})
+    resources["salesforce"] = SalesforceResource.from_config(
+        load_project(project).config.salesforce, bulk_progress_every_s=0.0
+    )
     assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition | dg.AssetSpec)]
 
     with dg.DagsterInstance.ephemeral() as instance:
@@ -111,3 +112,8 @@ def test_engine_and_bulk_progress_reach_the_run_log(
     assert any("400 new, 0 changed" in line for line in ours), ours
     assert any("bulk job" in line and "submitted (400 records" in line for line in ours), ours
     assert any("JobComplete: 400 processed, 0 failed" in line for line in ours), ours
+    # While the job ran, the client's polls reached the log: records processed so far.
+    running = [line for line in ours if "records processed so far" in line]
+    assert running, ours
+    assert running[0].startswith("salesforce_accounts: bulk job 750")
+    assert "(upsert Account) " in running[0] and ", 0 failed, waiting " in running[0]

@@ -61,12 +61,17 @@ class SalesforceResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     )
 
     @classmethod
-    def from_config(cls, sf: SalesforceConfig) -> SalesforceResource:
-        """The resource for a project's ``salesforce`` section: env var names become ``dg.EnvVar``."""
+    def from_config(cls, sf: SalesforceConfig, **settings: Any) -> SalesforceResource:
+        """The resource for a project's ``salesforce`` section: env var names become ``dg.EnvVar``.
+
+        ``settings`` set the resource's own options (``login_attempts``, ``bulk_progress_every_s``).
+        """
         values: dict[str, Any] = {}
         for field, (literal, env_name) in credential_sources(sf).items():
             values[field] = dg.EnvVar(env_name) if env_name is not None else literal
-        return cls(auth=sf.auth, sandbox=sf.sandbox, api_version=sf.api_version, **values)
+        return cls(
+            auth=sf.auth, sandbox=sf.sandbox, api_version=sf.api_version, **values, **settings
+        )
 
     def credentials(self) -> SalesforceCredentials:
         """The typed credentials (``repr`` hides the secrets)."""
