@@ -282,3 +282,35 @@ def test_awkward_values_survive_the_bulk_csv(client: SalesforceClient, state: St
     assert (report.created, report.rejected) == (len(names), 0)
     got = contacts(client)
     assert [got[f"w{i}"]["LastName"] for i in range(len(names))] == names
+
+
+def test_key_case_change_and_back_writes_the_record_back(
+    client: SalesforceClient, state: StateStore
+) -> None:
+    # External_Id__c is Unique and case-insensitive: k1 and K1 are one record.
+    def person(key: str, name: str) -> pl.DataFrame:
+        return people(1).with_columns(pl.lit(key).alias("id"), pl.lit(name).alias("last_name"))
+
+    first = run_sync_partition(contact_spec(), person("k1", "Alpha"), client, state)
+    second = run_sync_partition(contact_spec(), person("K1", "Beta"), client, state)
+    assert (first.created, second.created, second.updated) == (1, 0, 1)
+    # One record, one key in state.
+    assert state.load("contacts", "__all__", columns=("key",)).rows() == [("K1",)]
+    third = run_sync_partition(contact_spec(), person("k1", "Alpha"), client, state)
+    assert third.updated == 1
+    assert {k: r["LastName"] for k, r in contacts(client).items()} == {"k1": "Alpha"}
+    assert state.load("contacts", "__all__", columns=("key",)).rows() == [("k1",)]
+
+
+def test_a_literal_na_value_is_stored_as_text(client: SalesforceClient, state: StateStore) -> None:
+    data = people(3).with_columns(
+        pl.when(pl.col("id") == "c1")
+        .then(pl.lit("#N/A"))
+        .otherwise(pl.col("last_name"))
+        .alias("last_name")
+    )
+    report = run_sync_partition(contact_spec(), data, client, state)
+    assert report.created == 3 and len(report.bulk_job_ids) == 1
+    # The two ordinary records went by Bulk, the '#N/A' one by REST (where it is a value).
+    assert writes(report.api_calls)["collections"] == 1
+    assert contacts(client)["c1"]["LastName"] == "#N/A"

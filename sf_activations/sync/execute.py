@@ -26,10 +26,16 @@ from sf_activations.sync.model import (
     SalesforceRequestError,
     SalesforceUnavailable,
 )
-from sf_activations.sync.plan import PlannedBatch, SyncPlan, Transport, rest_is_cheaper
+from sf_activations.sync.plan import (
+    BULK_NULL_CELL,
+    PlannedBatch,
+    SyncPlan,
+    Transport,
+    rest_is_cheaper,
+)
 from sf_activations.sync.state import JournalEntry, StateStore
 
-NULL_CELL = "#N/A"
+NULL_CELL = BULK_NULL_CELL
 """What Bulk API 2.0 reads as "set this field to null" (an empty cell means "leave it")."""
 
 OUTCOME_SCHEMA: dict[str, pl.DataType] = {

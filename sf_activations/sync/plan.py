@@ -9,7 +9,7 @@ planner returns a ``SyncPlan`` of ``PlannedBatch``es; ``execute`` runs them in o
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import polars as pl
@@ -23,6 +23,9 @@ Transport = Literal["bulk", "rest"]
 
 MAX_BULK_BYTES = 100 * 1024 * 1024
 """Salesforce takes at most 150 MB base64-encoded per upload: about 100 MB of raw CSV."""
+
+BULK_NULL_CELL = "#N/A"
+"""What Bulk API 2.0 reads as "set this field to null" in a CSV cell."""
 
 REST_RECORDS_PER_CALL = 200
 """sObject Collections take at most 200 records per call."""
@@ -181,7 +184,8 @@ def split_batches(
     transport: Transport | None = None,
 ) -> tuple[PlannedBatch, ...]:
     """Cut ``records`` into batches: one REST batch or Bulk jobs of at most
-    ``spec.batch_size`` records and ``max_bytes`` of CSV each.
+    ``spec.batch_size`` records and ``max_bytes`` of CSV each (upserts and updates with a
+    value that is literally ``#N/A``, Bulk's null marker, go in a last REST batch instead).
 
     The transport, unless ``transport`` fixes it: REST when the sync sets ``rest_threshold``
     and there are at most that many records; without ``rest_threshold``, REST when it costs
@@ -205,11 +209,23 @@ def split_batches(
 
     if chosen == "rest":
         return (batch(records),)
+    literal_na: pl.DataFrame | None = None
+    if operation in ("upsert", "update"):
+        # A value that is literally "#N/A" would read as "clear the field" in a Bulk CSV (a
+        # value turned into a command): those records go through REST, where it is a value.
+        marked = pl.any_horizontal(
+            [pl.col(c.header).eq(BULK_NULL_CELL).fill_null(value=False) for c in columns]
+        )
+        literal_na = records.filter(marked)
+        if literal_na.height:
+            records = records.filter(~marked)
     out: list[PlannedBatch] = []
     size = max(1, spec.batch_size)
     for start in range(0, records.height, size):
         chunk = records.slice(start, size)
         out.extend(batch(piece) for piece in _split_by_bytes(chunk, columns, max_bytes))
+    if literal_na is not None and literal_na.height:
+        out.append(replace(batch(literal_na), transport="rest"))
     return tuple(out)
 
 

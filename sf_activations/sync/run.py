@@ -136,6 +136,7 @@ def run_sync_partition(
 
     with phases("commit"):
         _commit_invalid(state, spec.name, partition, invalid)
+        _forget_aliases(state, spec.name, partition, current, executed.outcomes)
         pending = state.pending_count(spec.name, partition)
         # The next run's diff loads this instead of reading every row back from SQLite.
         state.save_snapshot(spec.name, partition)
@@ -178,6 +179,32 @@ def _commit_invalid(state: StateStore, sync: str, partition: str, invalid: pl.Da
             pl.col("message").alias("error_message"),
         ),
     )
+
+
+def _forget_aliases(
+    state: StateStore, sync: str, partition: str, current: pl.DataFrame, outcomes: pl.DataFrame
+) -> None:
+    """Drop state rows of other keys that name a record this run just confirmed.
+
+    A case-insensitive External ID matches ``k1`` and ``K1`` to one record: after the model
+    renames k1 to K1 the record belongs to K1 only. Were k1's row kept, a model going back to
+    k1 would find it "unchanged" and never write the record back (one Salesforce record, one
+    key in state).
+    """
+    confirmed = outcomes.filter(pl.col("success") & pl.col("salesforce_id").is_not_null()).select(
+        pl.col("key").alias("__confirmed_key"), "salesforce_id"
+    )
+    if confirmed.height == 0 or current.height == 0:
+        return
+    stale = (
+        current.select("key", "salesforce_id")
+        .join(confirmed, on="salesforce_id", how="inner")
+        .filter(pl.col("key") != pl.col("__confirmed_key"))
+        .get_column("key")
+        .unique()
+    )
+    if stale.len():
+        state.forget(sync, partition, stale.to_list())
 
 
 def _delta(before: Mapping[str, int], after: Mapping[str, int]) -> dict[str, int]:
