@@ -21,9 +21,9 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
+from playwright.sync_api import Locator, Page, expect, sync_playwright
 
 from sf_activations.demo import DemoResult, SyncTotals, run_demo
 
@@ -211,10 +211,8 @@ def _stop(ui: DagsterUI) -> None:
 
 
 @pytest.fixture(scope="module")
-def page(dagster_ui: DagsterUI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def page(dagster_ui: DagsterUI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Page]:
     """A Chromium page (Playwright) on a fresh profile."""
-    from playwright.sync_api import expect, sync_playwright
-
     expect.set_options(timeout=UI_TIMEOUT_MS)
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
@@ -236,9 +234,9 @@ def page(dagster_ui: DagsterUI, tmp_path_factory: pytest.TempPathFactory) -> Ite
             context.close()
 
 
-# (innerText is defined on the HTML inside a foreignObject, not on the SVG element.)
 # Node boxes and edge endpoints of the lineage graph, in the graph's own SVG coordinates. An
 # edge starts at its source's right side and ends (before its arrow head) at its target's left.
+# A node's label is read from the HTML inside its foreignObject: SVG elements have no innerText.
 _GRAPH_JS = """() => ({
   boxes: [...document.querySelectorAll('foreignObject')].map(fo => ({
     label: ((fo.querySelector('div') || {}).innerText || '').trim().split('\\n')[0].trim(),
@@ -257,7 +255,7 @@ def _label_is(label: str, name: str) -> bool:
     return bool(cut) and name.startswith(head) and name.endswith(tail)
 
 
-def _graph_edges(page: Any, names: list[str]) -> set[tuple[str, str]]:
+def _graph_edges(page: Page, names: list[str]) -> set[tuple[str, str]]:
     """The edges between the named assets that the lineage graph draws."""
     graph = page.evaluate(_GRAPH_JS)
     boxes: dict[str, dict[str, float]] = {}
@@ -287,19 +285,17 @@ def _graph_edges(page: Any, names: list[str]) -> set[tuple[str, str]]:
     return found
 
 
-def _metadata_row(page: Any, key: str) -> Any:
+def _metadata_row(page: Page, key: str) -> Locator:
     """The row of one metadata entry in the materialization shown (its key cell, its value)."""
     return page.locator("tr").filter(has=page.get_by_text(key, exact=True)).first
 
 
-def _metadata_value(page: Any, key: str) -> Any:
+def _metadata_value(page: Page, key: str) -> Locator:
     # Cells: key, value, then an empty one.
     return _metadata_row(page, key).locator("td").nth(1)
 
 
-def test_lineage_shows_models_feeding_syncs(page: Any, dagster_ui: DagsterUI, demo: Demo) -> None:
-    from playwright.sync_api import expect
-
+def test_lineage_shows_models_feeding_syncs(page: Page, dagster_ui: DagsterUI, demo: Demo) -> None:
     page.goto(f"{dagster_ui.url}/asset-groups?expanded={EXPANDED_GROUPS}")
     expect(page.get_by_text("Global asset lineage")).to_be_visible()
     for label in ("accounts", "contacts"):
@@ -333,9 +329,7 @@ def test_lineage_shows_models_feeding_syncs(page: Any, dagster_ui: DagsterUI, de
     page.screenshot(path=str(SCREENSHOT_DIR / "sf_activations_ui_sync_lineage.png"))
 
 
-def _expect_error_table(page: Any, totals: SyncTotals) -> None:
-    from playwright.sync_api import expect
-
+def _expect_error_table(page: Page, totals: SyncTotals) -> None:
     table = _metadata_row(page, "sf/error_codes")
     for code, count in totals.errors.items():
         row = table.locator("tr").filter(has=page.get_by_text(code, exact=True))
@@ -343,10 +337,8 @@ def _expect_error_table(page: Any, totals: SyncTotals) -> None:
 
 
 def test_sync_materializations_show_the_demo_numbers(
-    page: Any, dagster_ui: DagsterUI, demo: Demo
+    page: Page, dagster_ui: DagsterUI, demo: Demo
 ) -> None:
-    from playwright.sync_api import expect
-
     first, second = demo.result.first[ACCOUNTS], demo.result.second[ACCOUNTS]
     assert first.created > 0 and first.errors  # the demo has something to show
     assert f"{ACCOUNTS}[__all__]: read {first.read}, created {first.created}," in demo.printed
@@ -371,9 +363,9 @@ def test_sync_materializations_show_the_demo_numbers(
     _expect_error_table(page, first)
 
 
-def test_asset_check_shows_the_rejected_share(page: Any, dagster_ui: DagsterUI, demo: Demo) -> None:
-    from playwright.sync_api import expect
-
+def test_asset_check_shows_the_rejected_share(
+    page: Page, dagster_ui: DagsterUI, demo: Demo
+) -> None:
     latest = demo.result.second[ACCOUNTS]
     page.goto(f"{dagster_ui.url}/assets/salesforce/{ACCOUNTS}?view=checks")
     # The first match is a hidden copy the UI measures to truncate names.
