@@ -182,9 +182,67 @@ def _main(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def describe_snapshot_lines(project_dir: str | os.PathLike[str]) -> list[str]:
+    """The stored describes of a project, one line per object (what load-time checks use)."""
+    from datetime import UTC, datetime
+
+    from sf_activations.config import load_project
+    from sf_activations.config.snapshot import REFRESH_COMMAND, load_snapshot
+
+    project = load_project(project_dir)
+    snapshot = load_snapshot(project.describe_dir)
+    if not snapshot:
+        return [
+            f"no describe snapshot in {project.describe_dir}: definitions load unchecked; "
+            f"run `{REFRESH_COMMAND}` (or any sync) to take one"
+        ]
+    now = datetime.now(UTC)
+    lines = [f"describe snapshot in {project.describe_dir}:"]
+    for entry in sorted(snapshot.values(), key=lambda e: e.sobject.lower()):
+        age_h = (now - entry.fetched_at).total_seconds() / 3600
+        what = (
+            f"{len(entry.describe.fields)} fields"
+            if entry.describe is not None
+            else f"not found ({entry.error})"
+        )
+        lines.append(
+            f"  {entry.sobject:<24} {what:<24} taken {entry.fetched_at:%Y-%m-%d %H:%M} UTC "
+            f"({age_h:.1f} h ago) from {entry.instance_url or 'unknown org'}"
+        )
+    used = {s.sobject.lower() for s in project.syncs}
+    missing = sorted(s.sobject for s in project.syncs if s.sobject.lower() not in snapshot)
+    if missing:
+        lines.append(f"not in the snapshot (unchecked at load): {', '.join(missing)}")
+    unused = sorted(e.sobject for k, e in snapshot.items() if k not in used)
+    if unused:
+        lines.append(f"also stored (lookup parents or unused): {', '.join(unused)}")
+    return lines
+
+
+def _describe_main(args: argparse.Namespace) -> int:
+    if args.refresh:
+        return int(_main(argparse.Namespace(project=args.project, sync=None, refresh=True)))
+    for line in describe_snapshot_lines(args.project):
+        print(line)
+    return 0
+
+
 def add_parser(subparsers: Any) -> None:
-    """Register ``sf-activations check``."""
+    """Register ``sf-activations check`` and ``sf-activations describe``."""
     from sf_activations.demo_project import DEMO_PROJECT_DIR
+
+    default_project = os.environ.get("SF_ACTIVATIONS_PROJECT") or str(DEMO_PROJECT_DIR)
+    describe = subparsers.add_parser(
+        "describe",
+        help="show the stored describe snapshot that definitions are checked against",
+        description="Show the describes stored for a project (taken by runs and by `check`). "
+        "--refresh fetches them again (the same as `check --refresh`).",
+    )
+    describe.add_argument("--project", default=default_project, type=Path)
+    describe.add_argument(
+        "--refresh", action="store_true", help="fetch every describe again and store it"
+    )
+    describe.set_defaults(func=_describe_main)
 
     parser = subparsers.add_parser(
         "check",
@@ -193,7 +251,7 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--project",
-        default=os.environ.get("SF_ACTIVATIONS_PROJECT") or str(DEMO_PROJECT_DIR),
+        default=default_project,
         type=Path,
         help="project folder (default: $SF_ACTIVATIONS_PROJECT or the demo project)",
     )

@@ -12,6 +12,7 @@ import dagster as dg
 import pytest
 
 from sf_activations.check import check_project
+from sf_activations.cli import main
 from sf_activations.config import ConfigError, load_project
 from sf_activations.config.snapshot import (
     REFRESH_COMMAND,
@@ -81,7 +82,9 @@ def test_object_names_never_become_paths(tmp_path: Path) -> None:
         save_missing(tmp_path, "../../etc/passwd", "NOT_FOUND")
 
 
-def test_no_snapshot_loads_offline(project: Path) -> None:
+def test_no_snapshot_loads_offline(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["describe", "--project", str(project)]) == 0
+    assert "no describe snapshot" in capsys.readouterr().out
     defs = build_definitions(project)
     assert dg.AssetKey(["salesforce", "salesforce_accounts"]) in {
         k for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition) for k in a.keys
@@ -153,7 +156,11 @@ def _entry(describe: ObjectDescribe) -> SnapshotEntry:
 
 
 def test_check_stores_the_snapshot_and_refresh_rewrites_it(
-    emulator: EmulatorServer, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    emulator: EmulatorServer,
+    project: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     emulator.emulator.reset(demo_org())
     for key, value in emulator_environment(emulator, tmp_path).items():
@@ -175,3 +182,13 @@ def test_check_stores_the_snapshot_and_refresh_rewrites_it(
     assert stored["account"].fetched_at > TAKEN
     assert stored["account"].instance_url == emulator.connection_info["instance_url"]
     assert build_definitions(project).assets
+
+    capsys.readouterr()
+    assert main(["describe", "--project", str(project)]) == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert set(lines) == {"Account", "Contact"}, out
+    assert "fields" in lines["Account"] and emulator.connection_info["instance_url"] in out
+    # `describe --refresh` is `check --refresh`: logs in, fetches, stores, says it is ready.
+    assert main(["describe", "--refresh", "--project", str(project)]) == 0
+    assert "ready to sync" in capsys.readouterr().out
