@@ -26,7 +26,6 @@ from sf_activations_tests.catalogue import (
     CASES,
     PARENT_ID,
     PARENT_ID15,
-    TRANSPORTS,
     Case,
     Invalid,
     Outcome,
@@ -50,7 +49,7 @@ PARTITION = "__all__"
 
 def _params() -> Iterator[Any]:
     for case in CASES:
-        for transport in TRANSPORTS:
+        for transport in case.transports:
             marks = []
             if transport in case.xfail:
                 marks.append(pytest.mark.xfail(strict=True, reason=case.xfail[transport]))
@@ -148,8 +147,13 @@ def _check_step(
     org = _read_org(case, step, client)
     key_field = case.key.target
     by_key: dict[str, list[dict[str, Any]]] = {}
+    by_lower: dict[str, list[dict[str, Any]]] = {}
     for record in org:
         by_key.setdefault(str(record[key_field]), []).append(record)
+        by_lower.setdefault(str(record[key_field]).lower(), []).append(record)
+    key_describe = client.describe(case.sobject).field(key_field)
+    # Salesforce matches such a key in any case (api §5): 'k1' finds a record keyed 'K1'.
+    any_case = key_describe is not None and key_describe.unique and not key_describe.case_sensitive
     rows = {
         r["key"]: r for r in state.load(f"catalogue_{case.name}", PARTITION).iter_rows(named=True)
     }
@@ -160,7 +164,7 @@ def _check_step(
             key,
             outcome,
             rows.get(key),
-            by_key.get(key, []),
+            by_key.get(key) or (by_lower.get(key.lower(), []) if any_case else []),
             transport,
             parent_id,
             sync=f"catalogue_{case.name}",

@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import polars as pl
@@ -42,16 +42,6 @@ MISSING_ACCOUNT_ID = "001000000000001"
 BY_EXT = SyncKey(source="id", target=KEY)
 S = pl.String
 
-# Bugs the catalogue found, filed in /tmp/issues_for_<owner>.md; each marks its cases
-# xfail(strict=True) so they turn into failures once fixed.
-NA_LITERAL_BUG = (
-    "PERF_ENGINE: a literal '#N/A' value is written as the Bulk null marker and clears the field"
-)
-KEY_CASE_FLIP_BUG = (
-    "PERF_ENGINE: a key changed k1 -> K1 -> k1 (case-insensitive External ID) is 'unchanged' "
-    "on the way back, so Salesforce keeps the K1 run's values"
-)
-
 
 def _m(*pairs: tuple[str, str]) -> tuple[FieldMapping, ...]:
     return tuple(FieldMapping(source, target) for source, target in pairs)
@@ -66,6 +56,7 @@ def _case(
     key: SyncKey = BY_EXT,
     seed: tuple[Mapping[str, Any], ...] = (),
     xfail: Mapping[Transport, str] | None = None,
+    behavior: Literal["update_or_create", "create_only"] = "update_or_create",
 ) -> Case:
     """A case on ``Catalogue_Item__c`` keyed by ``Ext__c`` unless told otherwise."""
     return Case(
@@ -77,6 +68,8 @@ def _case(
         steps=steps,
         seed=seed,
         xfail=xfail or {},
+        behavior=behavior,
+        transports=TRANSPORTS if behavior == "update_or_create" else ("bulk",),
     )
 
 
@@ -304,7 +297,6 @@ CASES: tuple[Case, ...] = (
             total=1,
             absent=("K1",),
         ),
-        xfail={t: KEY_CASE_FLIP_BUG for t in TRANSPORTS},
     ),
     _case(
         "record_removed_then_re_added",
@@ -404,7 +396,6 @@ CASES: tuple[Case, ...] = (
                 "k4": Synced({"Text__c": "None", "Notes__c": "nan"}),
             },
         ),
-        xfail={"bulk": NA_LITERAL_BUG},
     ),
     _case(
         "string_length_at_and_over_the_limit",
@@ -930,6 +921,21 @@ CASES: tuple[Case, ...] = (
         ),
     ),
     _case(
+        "lookup_empty_string_leaves_it_alone",
+        "'' makes no change (guide: Clearing fields), for a lookup column too: the parent set "
+        "on the first run stays.",
+        (FieldMapping("account", "Account__c", lookup_field="External_Id__c"),),
+        Step(
+            rows={"id": ["k1"], "account": [PARENT_KEY]},
+            expect={"k1": Synced({"Account__c": PARENT_ID})},
+        ),
+        Step(
+            rows={"id": ["k1"], "account": [""]},
+            expect={"k1": Synced({"Account__c": PARENT_ID})},
+            total=1,
+        ),
+    ),
+    _case(
         "lookup_by_salesforce_id",
         "A lookup column of Salesforce Ids: a 15-character Id is accepted and stored as 18 "
         "(api §5); text that is no Id is INVALID_ID; a well-formed Id that names no record is "
@@ -1014,6 +1020,37 @@ CASES: tuple[Case, ...] = (
             {"External_Id__c": "c1", "LastName": "Doe"},
             {"External_Id__c": "C2", "LastName": "Roe"},
         ),
+    ),
+    # ---------------------------------------------------------------- other behaviors
+    _case(
+        "create_only_never_updates",
+        "Create Only inserts records Salesforce does not have and leaves changed ones alone "
+        "(guide: sync behaviors).",
+        TEXT,
+        Step(rows={"id": ["k1"], "text": ["first"]}, expect={"k1": Synced({"Text__c": "first"})}),
+        Step(
+            rows={"id": ["k1", "k2"], "text": ["changed", "new"]},
+            expect={"k1": Synced({"Text__c": "first"}), "k2": Synced({"Text__c": "new"})},
+            total=2,
+        ),
+        behavior="create_only",
+    ),
+    _case(
+        "create_only_when_the_key_already_exists_in_salesforce",
+        "Create Only inserts; a record with the same Unique External ID already in Salesforce "
+        "(case-insensitively) makes the insert fail with DUPLICATE_VALUE (api §4), and the "
+        "existing record is not touched.",
+        TEXT,
+        Step(
+            rows={"id": ["k1", "k2"], "text": ["mine", "new"]},
+            expect={
+                "k1": Rejected("DUPLICATE_VALUE", stored={KEY: "K1", "Text__c": "theirs"}),
+                "k2": Synced({"Text__c": "new"}),
+            },
+            total=2,
+        ),
+        behavior="create_only",
+        seed=({KEY: "K1", "Text__c": "theirs"},),
     ),
     # ---------------------------------------------------------------- empty sources
     _case(

@@ -122,7 +122,8 @@ class Step:
 class Case:
     """One named bad or edge-case input, run end to end through engine, client and emulator.
 
-    ``seed`` holds records (field -> value) that already exist in Salesforce before the first
+    ``transports`` are the ways the case runs (Create Only is always a Bulk job, so it cannot
+    run through REST). ``seed`` holds records (field -> value) that already exist in Salesforce before the first
     run, created by someone else (the guide's "reusing existing External ID fields").
     ``xfail`` maps a transport to the filed bug that makes the case fail there today.
     """
@@ -133,6 +134,7 @@ class Case:
     key: SyncKey
     mappings: tuple[FieldMapping, ...]
     steps: tuple[Step, ...]
-    behavior: Literal["update_or_create"] = "update_or_create"
+    behavior: Literal["update_or_create", "create_only"] = "update_or_create"
+    transports: tuple[Transport, ...] = TRANSPORTS  # Create Only always uses Bulk
     seed: tuple[Mapping[str, Any], ...] = ()
     xfail: Mapping[Transport, str] = field(default_factory=dict)
