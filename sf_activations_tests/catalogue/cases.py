@@ -81,11 +81,19 @@ CASES: tuple[Case, ...] = (
     _case(
         "duplicate_key_exact",
         "Two rows with one key cannot both be right; the engine sends neither "
-        "(INVALID_DUPLICATE_KEY) and the other rows go through.",
+        "(INVALID_DUPLICATE_KEY, even when the rows are identical: the model needs "
+        "deduplicating) and the other rows go through.",
         TEXT,
         Step(
-            rows={"id": ["k1", "k1", "k2"], "text": ["first", "second", "other"]},
-            expect={"k1": Invalid("INVALID_DUPLICATE_KEY"), "k2": Synced({"Text__c": "other"})},
+            rows={
+                "id": ["k1", "k1", "k2", "k3", "k3"],
+                "text": ["first", "second", "other", "same", "same"],
+            },
+            expect={
+                "k1": Invalid("INVALID_DUPLICATE_KEY"),
+                "k2": Synced({"Text__c": "other"}),
+                "k3": Invalid("INVALID_DUPLICATE_KEY"),
+            },
             total=1,
         ),
     ),
@@ -381,19 +389,21 @@ CASES: tuple[Case, ...] = (
         "literal_na_string_is_a_value",
         "'#N/A' in a Bulk CSV means null (api §3.2), but in the model it is a string: a value "
         "must never turn into a command (DESIGN invariant 6), so it is stored as '#N/A', not "
-        "cleared. Strings that merely look like null ('null', 'None', 'nan') are text too.",
+        "cleared; the same for a key '#N/A'. Strings that merely look like null ('null', "
+        "'None', 'nan') are text too.",
         _m(("text", "Text__c"), ("notes", "Notes__c")),
         Step(
             rows={
-                "id": ["k1", "k2", "k3", "k4"],
-                "text": ["#N/A", "#n/a", "null", "None"],
-                "notes": ["#N/A", "x #N/A", "NULL", "nan"],
+                "id": ["k1", "k2", "k3", "k4", "#N/A"],
+                "text": ["#N/A", "#n/a", "null", "None", "key"],
+                "notes": ["#N/A", "x #N/A", "NULL", "nan", "key"],
             },
             expect={
                 "k1": Synced({"Text__c": "#N/A", "Notes__c": "#N/A"}),
                 "k2": Synced({"Text__c": "#n/a", "Notes__c": "x #N/A"}),
                 "k3": Synced({"Text__c": "null", "Notes__c": "NULL"}),
                 "k4": Synced({"Text__c": "None", "Notes__c": "nan"}),
+                "#N/A": Synced({KEY: "#N/A", "Text__c": "key"}),
             },
         ),
     ),
