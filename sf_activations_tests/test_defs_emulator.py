@@ -171,6 +171,10 @@ def test_accounts_sync_metadata_values_and_check(
     check = check_of(result)
     assert not check.passed  # 2 of 5 skipped, threshold 5%
     assert check.metadata["sf/rejected_fraction"].value == pytest.approx(0.4)
+    text = check.description or ""
+    assert text.startswith("Account, partition '__all__': 2 of 5 records skipped")
+    assert f"{TRIGGER} (1)" in text and "What to do:" in text
+    assert "max_rejected_fraction in salesforce_accounts.yaml" in text
 
     # The retry sensor asks for a run: A5 is pending with a Salesforce error (A4's invalid
     # name alone would not trigger one).

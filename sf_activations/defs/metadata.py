@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
@@ -126,16 +127,25 @@ def rejected_check(report: SyncReport, spec: SyncSpec) -> dg.AssetCheckResult:
     """Fails when the share of skipped records (invalid + rejected) exceeds the sync's threshold."""
     fraction = skipped_share(report)
     passed = fraction <= spec.max_rejected_fraction
-    top = sorted(report.error_counts.items(), key=lambda kv: -kv[1])[:3]
+    top = sorted(report.error_counts.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
+    description = (
+        f"{spec.sobject}, partition '{report.partition}': {report.skipped} of "
+        f"{report.records_read} records skipped ({report.invalid} invalid, {report.rejected} "
+        f"rejected): {fraction:.1%}; threshold {spec.max_rejected_fraction:.1%}"
+    )
+    if not passed:
+        codes = ", ".join(f"{code} ({count})" for code, count in top)
+        description += (
+            f". Most frequent: {codes}. What to do: see the error codes table and the samples "
+            "in the materialization's metadata; fix the data in the model (the next run sends "
+            "the fixed records and retries Salesforce's rejects), or raise "
+            f"max_rejected_fraction in {Path(spec.source_file).name} if these are expected."
+        )
     return dg.AssetCheckResult(
         check_name=CHECK_NAME,
         passed=passed,
         severity=dg.AssetCheckSeverity.ERROR,
-        description=(
-            f"{report.skipped} of {report.records_read} records skipped "
-            f"({report.invalid} invalid, {report.rejected} rejected): {fraction:.1%}; "
-            f"threshold {spec.max_rejected_fraction:.1%}"
-        ),
+        description=description,
         metadata={
             "sf/skipped": dg.MetadataValue.int(int(report.skipped)),
             "sf/rejected": dg.MetadataValue.int(int(report.rejected)),
