@@ -114,7 +114,8 @@ def test_read_only_field_in_snapshot_fails_build_definitions(project: Path) -> N
     text = str(info.value)
     assert "Account.Tier__c" in text and "read-only" in text
     assert "remove the mapping or grant edit access" in text
-    assert f"run `{REFRESH_COMMAND}`" in text and "taken 2026-03-01 09:30 UTC" in text
+    assert f"run `{REFRESH_COMMAND} --project {project}`" in text
+    assert "taken 2026-03-01 09:30 UTC" in text
     # The escape hatch `check --refresh` uses: load without the snapshot.
     assert build_definitions(project, check_snapshot=False).assets
 

@@ -233,8 +233,8 @@ def snapshot_problems(
             continue
         taken = f"describe of {entry.sobject} taken {entry.fetched_at:%Y-%m-%d %H:%M} UTC"
         refresh = (
-            f"if you just changed {entry.sobject} in Salesforce, run `{REFRESH_COMMAND}` to "
-            f"refresh the stored describe ({taken})."
+            f"if you just changed {entry.sobject} in Salesforce, run `{REFRESH_COMMAND} "
+            f"--project {_project_of(spec)}` to refresh the stored describe ({taken})."
         )
         if entry.describe is None:
             problems.append(
@@ -285,6 +285,11 @@ def describe_problems(
         for text in validate_spec(spec, describe, parents=parents)
     ]
     return with_lines(problems)
+
+
+def _project_of(spec: SyncSpec) -> str:
+    # syncs/<name>.yaml lives in the project folder.
+    return str(Path(spec.source_file).parent.parent) if spec.source_file else "."
 
 
 def _field_of(spec: SyncSpec, text: str) -> str:
