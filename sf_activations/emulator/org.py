@@ -571,10 +571,12 @@ class _Column:
 
 
 def _nulls(dtype: pl.DataType | None, count: int) -> pl.Series:
-    return pl.repeat(None, count, dtype=dtype or pl.Null(), eager=True)
+    return _const(None, count, dtype or pl.Null())
 
 
 def _const(value: Any, count: int, dtype: pl.DataType | None) -> pl.Series:
+    if count < 64:  # pl.repeat costs ~0.5 ms a call: too much for single-record REST writes
+        return pl.Series([value] * count, dtype=dtype)
     return pl.repeat(value, count, dtype=dtype, eager=True)
 
 
