@@ -147,7 +147,7 @@ ERROR_GUIDE: Mapping[str, tuple[str, str]] = {
         "Nothing to fix: the record stays pending and the next run sends it again.",
     ),
     "INVALID_NULL_KEY": (
-        "The key column is null or empty on the row, so it cannot be matched to a record.",
+        "The key column is null, empty or only blanks on the row, so it cannot be matched to a record.",
         "Filter such rows out of the model or fill the key.",
     ),
     "INVALID_DUPLICATE_KEY": (
@@ -163,7 +163,7 @@ ERROR_GUIDE: Mapping[str, tuple[str, str]] = {
         "Map the model's values to the picklist's API values, or add the value to the picklist.",
     ),
     "INVALID_TYPE": (
-        "A value cannot be read as the field's type (number, boolean, date or datetime).",
+        "A value cannot be read as the field's type (number, boolean, date or datetime); NaN and infinities are no numbers.",
         "Cast the column in the model: numbers, dates as YYYY-MM-DD, datetimes ISO 8601, booleans true/false.",
     ),
     "INVALID_EMAIL": (
@@ -175,7 +175,7 @@ ERROR_GUIDE: Mapping[str, tuple[str, str]] = {
         "Send Salesforce Ids in the column, or configure the mapping as a lookup by External ID.",
     ),
     "INVALID_REQUIRED_MISSING": (
-        "The record is new and a field required to create it is null or empty.",
+        "The record is new and a field required to create it is null.",
         "Fill the column in the model for new records (or create them another way).",
     ),
 }
