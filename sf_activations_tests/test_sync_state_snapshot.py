@@ -133,3 +133,25 @@ def test_other_columns_always_come_from_sqlite(tmp_path: Path, columns: tuple[st
         assert store.save_snapshot("s", "p")
         got = store.load("s", "p", columns=columns)
         assert got.get_column("error_code").to_list() == ["SOME_ERROR"]
+
+
+def test_one_commit_per_run_keeps_ids_and_counts_attempts(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    runs = [
+        [("a", "f1", True, "001A"), ("b", "f1", False, None), ("c", "f1", False, None)],
+        [("a", "f2", True, None), ("b", "f2", False, None), ("c", "f2", True, "001C")],
+        [("a", "f3", False, None), ("b", "f3", False, None)],
+    ]
+    for rows in runs:
+        with StateStore(db) as store:
+            store.load("s", "p", columns=SNAPSHOT_COLUMNS)
+            store.commit_results("s", "p", outcomes(rows))
+            assert store.save_snapshot("s", "p")
+    with StateStore(db) as store:
+        fast = store.load("s", "p", columns=SNAPSHOT_COLUMNS).sort("key")
+        assert fast.rows() == [
+            ("a", "f3", "001A", "pending", 1),
+            ("b", "f3", None, "pending", 3),
+            ("c", "f2", "001C", "synced", 0),
+        ]
+        assert fast.equals(from_sqlite(store, "s", "p").sort("key"))

@@ -514,6 +514,18 @@ def _apply_events(base: pl.DataFrame, events: Sequence[pl.DataFrame]) -> pl.Data
     rules of ``_UPSERT_SUCCESS`` / ``_UPSERT_FAILURE`` on the snapshot's columns."""
     ev = pl.concat(events)
     ok = pl.col("success")
+    if ev.get_column("key").is_unique().all():
+        # The usual case (each record committed once): no grouping needed.
+        per_key = ev.select(
+            "key",
+            "fingerprint",
+            ok.alias("__last_ok"),
+            ok.alias("__any_ok"),
+            pl.lit(1, dtype=pl.UInt32).alias("__n"),
+            pl.lit(0, dtype=pl.UInt32).alias("__trailing"),
+            pl.when(ok).then(pl.col("salesforce_id")).alias("__new_id"),
+        )
+        return _merge_events(base, per_key)
     # Within a group, rows keep their order (commit order): last() is the latest outcome.
     per_key = ev.group_by("key", maintain_order=True).agg(
         pl.col("fingerprint").last(),
@@ -527,6 +539,11 @@ def _apply_events(base: pl.DataFrame, events: Sequence[pl.DataFrame]) -> pl.Data
         .last()
         .alias("__new_id"),
     )
+    return _merge_events(base, per_key)
+
+
+def _merge_events(base: pl.DataFrame, per_key: pl.DataFrame) -> pl.DataFrame:
+    """``base`` with the rows of ``per_key``'s keys replaced by their outcome."""
     old = base.select(
         "key",
         pl.col("salesforce_id").alias("__old_id"),
