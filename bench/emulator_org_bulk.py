@@ -6,6 +6,7 @@ Run: .venv/bin/python bench/emulator_org_bulk.py [rows]
 from __future__ import annotations
 
 import gc
+import os
 import resource
 import subprocess
 import sys
@@ -71,15 +72,19 @@ def main() -> None:
     first, second = _frame(rows, ""), _frame(rows, " v2")
     print(f"frames built: {rows} rows x {first.width} columns, peak RSS {_rss_mb():.0f} MB")
     for label, frame in (("upsert (all inserts)", first), ("upsert (all updates)", second)):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         outcome = org.bulk_apply("Account", "upsert", frame, "External_Id__c")
-        seconds = time.perf_counter() - start
-        failed = sum(e is not None for e in outcome.errors)
-        print(f"{label}: {seconds:.2f} s, {failed} failed, peak RSS {_rss_mb():.0f} MB")
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        failed = outcome.frame()["sf__Error"].is_not_null().sum()
+        print(
+            f"{label}: {seconds:.2f} s (CPU {cpu:.2f} s), {failed} failed, "
+            f"peak RSS {_rss_mb():.0f} MB"
+        )
     start = time.perf_counter()
     n = sum(1 for _ in org.rows("Account"))
     print(f"rows() scan of {n} records: {time.perf_counter() - start:.2f} s")
     print(f"stored {org.count('Account')} Accounts; peak RSS {_rss_mb():.0f} MB")
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     # Storage is measured in a fresh process: freed frames do not always return memory to the OS.
     subprocess.run([sys.executable, __file__, str(rows), "memory"], check=True)
 
