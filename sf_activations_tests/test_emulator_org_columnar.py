@@ -131,7 +131,22 @@ def test_update_and_delete_by_id_match_the_per_row_path(monkeypatch: pytest.Monk
         names = [f"Renamed {n}" for n in range(len(upd_ids))]
         upd = org.bulk_apply("Account", "update", strings(Id=upd_ids, Name=names))
         hard = org.bulk_apply("Account", "hardDelete", strings(Id=[ids[1], ids[2]]))
-        return [outcome_rows(gone), outcome_rows(upd), outcome_rows(hard)]
+        many = org.bulk_apply("Account", "delete", strings(Id=[*ids[100:1300], ids[100]]))
+        purge = org.bulk_apply("Account", "hardDelete", strings(Id=ids[200:1400]))
+        again = org.bulk_apply(
+            "Account", "upsert", strings(External_Id__c=["K150", "K250", "K1450"], Name=["a"] * 3),
+            "External_Id__c",
+        )  # fmt: skip
+        counts = [org.count("Account"), org.count("Account", include_deleted=True)]
+        return [
+            outcome_rows(gone),
+            outcome_rows(upd),
+            outcome_rows(hard),
+            outcome_rows(many),
+            outcome_rows(purge),
+            outcome_rows(again),
+            [tuple(counts)],
+        ]
 
     (vectorised, stored_v), (per_row, stored_p) = both_paths(monkeypatch, scenario)
     assert vectorised == per_row and stored_v == stored_p
@@ -143,6 +158,13 @@ def test_update_and_delete_by_id_match_the_per_row_path(monkeypatch: pytest.Monk
         "MISSING_ARGUMENT:Id not specified in an update call:--",
     ]
     assert [e for _, _, e in vectorised[2]] == [None, None]
+    assert all(e is None for _, _, e in vectorised[3]) and len(vectorised[3]) == 1201
+    assert all(e is None for _, _, e in vectorised[4])  # hardDelete takes recycled records
+    # Deleted records no longer match their external ids: upserting them creates anew.
+    assert [c for _, c, _ in vectorised[5]] == [True, True, False]
+    # Live: N minus 3 early ones, 1200 recycled, 100 purged, plus 2 created = 199; with the
+    # recycle bin: N minus 1202 purged, plus 2 created = 300.
+    assert vectorised[6] == [(199, 300)]
 
 
 def test_rest_edits_between_bulk_jobs_are_kept() -> None:

@@ -1412,8 +1412,7 @@ class Org:
         upd = ok & tgt.is_not_null()
         now = self._now()
         if is_delete:
-            for pos in tgt.filter(upd).to_list():
-                self._delete_at(table, pos, hard=op == "hardDelete", now=now)
+            self._delete_many(table, tgt.filter(upd), hard=op == "hardDelete", now=now)
         else:
             start = table.n
             inserted = self._write_inserts(
@@ -2148,6 +2147,19 @@ class Org:
             return
         for pos, v in zip(positions.to_list(), new_vals.to_list(), strict=True):
             self._set(table, pos, {name: v})
+
+    def _delete_many(self, table: _Table, positions: pl.Series, *, hard: bool, now: str) -> None:
+        """Move records to the recycle bin (``hard``: purge them); column-wise when many."""
+        if self._journal is not None or positions.len() < _VECTOR_MIN:
+            for pos in positions.to_list():
+                self._delete_at(table, pos, hard=hard, now=now)
+            return
+        k = positions.len()
+        self._set_many(table, "IsDeleted", positions, _const(True, k, pl.Boolean()))
+        self._set_many(table, "SystemModstamp", positions, _const(now, k, pl.String()))
+        if hard:
+            table.purged.update(positions.to_list())
+        table.keys.clear()  # deleted records leave every key index: rebuilt on next use
 
     def _delete_at(self, table: _Table, pos: int, *, hard: bool, now: str) -> None:
         obj = self.schema.get(table.name)
