@@ -123,21 +123,38 @@ def skipped_share(report: SyncReport) -> float:
     return report.skipped / report.records_read if report.records_read else 0.0
 
 
-def rejected_check(report: SyncReport, spec: SyncSpec) -> dg.AssetCheckResult:
-    """Fails when the share of skipped records (invalid + rejected) exceeds the sync's threshold."""
+def rejected_check(
+    report: SyncReport,
+    spec: SyncSpec,
+    *,
+    other_partitions: Mapping[str, float] | None = None,
+) -> dg.AssetCheckResult:
+    """Fails when the share of skipped records (invalid + rejected) exceeds the sync's threshold.
+
+    ``other_partitions`` (partition -> share of pending records, from state) are the sync's
+    other partitions over the threshold: they fail this evaluation too, because Dagster shows
+    a partitioned asset's latest evaluation and a healthy bucket must not hide a failing one.
+    """
     fraction = skipped_share(report)
-    passed = fraction <= spec.max_rejected_fraction
+    others = dict(sorted((other_partitions or {}).items()))
+    this_passed = fraction <= spec.max_rejected_fraction
+    passed = this_passed and not others
     top = sorted(report.error_counts.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
     description = (
         f"{spec.sobject}, partition '{report.partition}': {report.skipped} of "
         f"{report.records_read} records skipped ({report.invalid} invalid, {report.rejected} "
         f"rejected): {fraction:.1%}; threshold {spec.max_rejected_fraction:.1%}"
     )
-    if not passed:
+    if not this_passed:
         codes = ", ".join(f"{code} ({count})" for code, count in top)
+        description += f". Most frequent: {codes}"
+    if others:
+        listed = ", ".join(f"'{p}' ({share:.1%})" for p, share in others.items())
+        description += f". Other partitions over the threshold: {listed}"
+    if not passed:
         description += (
-            f". Most frequent: {codes}. What to do: see the error codes table and the samples "
-            "in the materialization's metadata; fix the data in the model (the next run sends "
+            ". What to do: see the error codes table and the samples in each failing "
+            "partition's materialization; fix the data in the model (the next run sends "
             "the fixed records and retries Salesforce's rejects), or raise "
             f"max_rejected_fraction in {Path(spec.source_file).name} if these are expected."
         )
@@ -152,6 +169,9 @@ def rejected_check(report: SyncReport, spec: SyncSpec) -> dg.AssetCheckResult:
             "sf/rejected_fraction": dg.MetadataValue.float(fraction),
             "sf/max_rejected_fraction": dg.MetadataValue.float(float(spec.max_rejected_fraction)),
             "sf/top_errors": dg.MetadataValue.json({k: int(v) for k, v in top}),
+            "sf/partitions_over_threshold": dg.MetadataValue.json(
+                ([report.partition] if not this_passed else []) + list(others)
+            ),
         },
     )
 

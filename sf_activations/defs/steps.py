@@ -27,6 +27,7 @@ from sf_activations.warehouse.base import ModelSqlError, RowFilter, TableNotFoun
 
 if TYPE_CHECKING:
     from sf_activations.defs.resources import SalesforceResource, StateStoreResource
+    from sf_activations.sync.state import StateStore
 
 ALL_PARTITIONS = "__all__"
 
@@ -179,6 +180,28 @@ def _store_describe(
         )
 
 
+def _other_partitions_over_threshold(
+    store: StateStore, spec: SyncSpec, partition: str
+) -> dict[str, float]:
+    """Other partitions whose share of pending records (from state) exceeds the threshold.
+
+    Dagster shows a partitioned asset's latest check evaluation; without this a healthy bucket
+    run would hide a bucket that is over the threshold.
+    """
+    if spec.partitions.kind == "none":
+        return {}
+    out: dict[str, float] = {}
+    for other in store.partitions(spec.name):
+        if other == partition:
+            continue
+        counts = store.counts(spec.name, other)
+        total = counts["synced"] + counts["pending"]
+        share = counts["pending"] / total if total else 0.0
+        if share > spec.max_rejected_fraction:
+            out[other] = share
+    return out
+
+
 def _login_fix(project: Project, code: str) -> str:
     """What to check after a refused login: the guide's advice and the variables involved."""
     from sf_activations.config.loader import PROJECT_FILE, credential_sources
@@ -279,6 +302,7 @@ def run_sync_step(
             report = run_sync_partition(
                 spec, source, client, store, partition=partition, progress=say
             )
+            others = _other_partitions_over_threshold(store, spec, partition)
     except SyncConfigError as exc:
         raise _failure(
             spec,
@@ -324,5 +348,5 @@ def run_sync_step(
     context.log.info(summary_markdown(report))
     return dg.MaterializeResult(
         metadata=report_metadata(report, ERROR_GUIDE),
-        check_results=[rejected_check(report, spec)],
+        check_results=[rejected_check(report, spec, other_partitions=others)],
     )
