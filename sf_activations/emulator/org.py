@@ -1383,10 +1383,13 @@ class Org:
         ok = errs.as_series().is_null()
         ins = ok & tgt.is_null()
         inserts = int(ins.sum())
-        row_ids = table.series("Id").gather(tgt) if table.n else _nulls(pl.String(), n)
-        if inserts:
-            new_ids = self._allocator(obj.key_prefix).take_series(inserts)
-            row_ids = row_ids.clone().scatter(ins.arg_true(), new_ids)
+        if inserts == n:  # a pure load: no stored id to look up
+            row_ids = self._allocator(obj.key_prefix).take_series(inserts)
+        else:
+            row_ids = table.series("Id").gather(tgt) if table.n else _nulls(pl.String(), n)
+            if inserts:
+                new_ids = self._allocator(obj.key_prefix).take_series(inserts)
+                row_ids = row_ids.clone().scatter(ins.arg_true(), new_ids)
 
         if not is_delete:
             self._check_unique(
@@ -1424,7 +1427,9 @@ class Org:
             if obj.name in _DERIVING_OBJECTS:
                 positions = tgt.filter(upd).to_list() + list(range(start, start + inserted))
                 self._after_write(obj, table, positions)
-        ids_out = row_ids.zip_with(ok, _nulls(pl.String(), n))
+        ids_out = (
+            row_ids if err_s.null_count() == n else row_ids.zip_with(ok, _nulls(pl.String(), n))
+        )
         created = ins if not is_delete else pl.repeat(False, n, dtype=pl.Boolean, eager=True)
         return ids_out, created, err_s, apex_ms
 
