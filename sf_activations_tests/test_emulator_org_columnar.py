@@ -289,3 +289,35 @@ def test_key_matching_survives_hash_collisions() -> None:
     assert org_module._match_keys(column, everything, keys)["pos"].to_list() == [
         None, 1, 3, None, 4, 0,
     ]  # fmt: skip
+
+
+def test_derived_values_on_large_jobs_and_single_records_after_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def scenario(org: Org) -> list[Any]:
+        out = org.bulk_apply(
+            "Contact",
+            "insert",
+            strings(
+                FirstName=[f"F{i}" if i % 2 else "" for i in range(N)],
+                LastName=[f"L{i}" for i in range(N)],
+            ),
+        )
+        first = out.ids[0] or ""
+        org.update("Contact", first, {"FirstName": "Ann"})
+        lead = org.create("Lead", {"LastName": "Lee", "Company": "Big Co"})
+        converted = org.convert_lead(lead)
+        names = org.columns("Contact", ["Name"])["Name"]
+        return [
+            (names[0], names[1], names[N - 1], names[N], len(names)),
+            (org.row("Contact", converted["contactId"]) or {}).get("Name"),
+            (org.row("Account", converted["accountId"]) or {}).get("Name"),
+        ]
+
+    (vectorised, _), (per_row, _) = both_paths(monkeypatch, scenario)
+    assert vectorised == per_row
+    assert vectorised == [
+        ("Ann L0", "F1 L1", f"F{N - 1} L{N - 1}", "Lee", N + 1),
+        "Lee",
+        "Big Co",
+    ]
