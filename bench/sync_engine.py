@@ -124,12 +124,13 @@ class InstantBulk:
         self.calls["bulk_create"] += 1
         job = f"750{len(self.results):015d}"
         frame = pl.read_csv(io.BytesIO(csv_data), infer_schema=False)
-        self.records_sent += frame.height
         ok = frame.select(
-            pl.format("001{}", pl.int_range(0, pl.len())).alias("sf__Id"),
+            # Unique across jobs, as Salesforce Ids are (the engine keeps one key per Id).
+            pl.format("001{}", pl.int_range(0, pl.len()) + self.records_sent).alias("sf__Id"),
             pl.lit("true").alias("sf__Created"),
             pl.all(),
         )
+        self.records_sent += frame.height
         self.results[job] = ok.write_csv(quote_style="always").encode()
         self.sizes[job] = frame.height
         return job
