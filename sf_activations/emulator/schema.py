@@ -6,6 +6,7 @@ adds objects and fields at run time). Names are looked up case-insensitively, as
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
@@ -170,13 +171,17 @@ class ObjectDef:
     deletable: bool = True
     queryable: bool = True
 
+    @functools.cached_property
+    def _fields_by_name(self) -> dict[str, FieldDef]:
+        # Lookups by name are on every DML path; a frozen instance never changes its fields.
+        by_name: dict[str, FieldDef] = {}
+        for f in self.fields:
+            by_name.setdefault(f.name.lower(), f)
+        return by_name
+
     def field(self, name: str) -> FieldDef | None:
         """The field called ``name`` (case-insensitive), or None."""
-        lowered = name.lower()
-        for f in self.fields:
-            if f.name.lower() == lowered:
-                return f
-        return None
+        return self._fields_by_name.get(name.lower())
 
     def relationship(self, rel_name: str) -> FieldDef | None:
         """The reference field whose relationshipName is ``rel_name`` (case-insensitive)."""
