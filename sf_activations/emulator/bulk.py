@@ -511,16 +511,20 @@ class BulkJobStore:
             rows = upload.frame.height
             del frame, upload  # result files re-read the upload; keep only the outcome
             done = time.perf_counter()
-            ids, created, errors = _merge_row_errors(
-                row_errors, list(applied.ids), list(applied.created), list(applied.errors)
-            )
-            outcome = pl.DataFrame(
-                [
-                    pl.Series("sf__Id", ids, dtype=pl.String),
-                    pl.Series("sf__Created", created, dtype=pl.Boolean),
-                    pl.Series("sf__Error", errors, dtype=pl.String),
-                ]
-            )
+            if row_errors is None:
+                # The common case: every row reached the org, whose outcome is already columnar.
+                outcome = applied.frame()
+            else:
+                ids, created, errors = _merge_row_errors(
+                    row_errors, list(applied.ids), list(applied.created), list(applied.errors)
+                )
+                outcome = pl.DataFrame(
+                    [
+                        pl.Series("sf__Id", ids, dtype=pl.String),
+                        pl.Series("sf__Created", created, dtype=pl.Boolean),
+                        pl.Series("sf__Error", errors, dtype=pl.String),
+                    ]
+                )
             failed = outcome.height - outcome["sf__Error"].null_count()
             logger.info(
                 "bulk job %s: %d rows, parse %.2f s, org.bulk_apply %.2f s, outcome %.2f s",
