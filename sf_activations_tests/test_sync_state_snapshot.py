@@ -137,7 +137,7 @@ def test_other_columns_always_come_from_sqlite(tmp_path: Path, columns: tuple[st
 
 def test_one_commit_per_run_keeps_ids_and_counts_attempts(tmp_path: Path) -> None:
     db = tmp_path / "state.db"
-    runs = [
+    runs: list[list[tuple[str, str | None, bool, str | None]]] = [
         [("a", "f1", True, "001A"), ("b", "f1", False, None), ("c", "f1", False, None)],
         [("a", "f2", True, None), ("b", "f2", False, None), ("c", "f2", True, "001C")],
         [("a", "f3", False, None), ("b", "f3", False, None)],
