@@ -153,9 +153,7 @@ def test_delay_holds_requests(emulator: EmulatorServer) -> None:
     started = time.perf_counter()
     assert http.get(limits_url(emulator), headers=bearer(emulator)).status_code == 200
     assert time.perf_counter() - started >= 0.3
-    started = time.perf_counter()
-    http.get(limits_url(emulator), headers=bearer(emulator))
-    assert time.perf_counter() - started < 0.3
+    assert emulator.emulator.faults.pending() == []  # the delay was used up by one request
 
 
 def test_request_log_records_method_path_status_and_kind(emulator: EmulatorServer) -> None:
@@ -256,7 +254,8 @@ def test_server_stops_promptly_and_frees_the_port() -> None:
     assert sf.limits()  # leaves a pooled keep-alive connection open
     started = time.perf_counter()
     server.stop()
-    assert time.perf_counter() - started < 2.0
+    # A generous bound: without closing keep-alive connections uvicorn would wait forever.
+    assert time.perf_counter() - started < 15.0
     with pytest.raises(requests.exceptions.ConnectionError):
         requests.get(f"https://127.0.0.1:{port}/services/data", verify=False, timeout=2)
 

@@ -406,7 +406,10 @@ def test_api_usage_tracks_the_limit_header(
 
 # A response lost after Salesforce did the work: the emulator holds the request longer than the
 # client's read timeout, then applies it. The retry waits (backoff) until that has happened.
-LOST = {**FAST, "timeout": (5.0, 0.15), "backoff_base_s": 1.0, "backoff_max_s": 1.0}
+# Margins are wide (0.75 s read timeout, 1.5 s hold, 2 s backoff) so a loaded machine cannot
+# turn an ordinary request into a "lost" one or retry before the held request was applied.
+LOST = {**FAST, "timeout": (5.0, 0.75), "backoff_base_s": 2.0, "backoff_max_s": 2.0}
+HOLD_S = 1.5
 
 
 def test_delete_whose_response_was_lost_counts_as_deleted(server: EmulatorServer) -> None:
@@ -414,7 +417,7 @@ def test_delete_whose_response_was_lost_counts_as_deleted(server: EmulatorServer
     with connect(creds, **LOST) as client:
         record_id = client.collection_insert("Account", [{"Name": "Gone"}], keys=["g"])[0]
         assert record_id.salesforce_id is not None
-        server.emulator.faults.delay(0.3, 1, path="/composite/sobjects", method="DELETE")
+        server.emulator.faults.delay(HOLD_S, 1, path="/composite/sobjects", method="DELETE")
         outcome = client.collection_delete([record_id.salesforce_id])[0]
         assert outcome.success and outcome.error is None
         assert calls(client)["collections"] == 3  # insert, lost delete, repeated delete
@@ -425,7 +428,7 @@ def test_insert_that_timed_out_is_reported_unknown(server: EmulatorServer) -> No
     # A read timeout proves nothing about what Salesforce did: never insert twice blindly.
     creds = credentials_from_connection_file(server.connection_file, "jwt")
     with connect(creds, **LOST) as client:
-        server.emulator.faults.delay(0.3, 1, path="/composite/sobjects", method="POST")
+        server.emulator.faults.delay(HOLD_S, 1, path="/composite/sobjects", method="POST")
         with pytest.raises(SalesforceOutcomeUnknown, match="by their key"):
             client.collection_insert("Account", [{"Name": "Schrodinger"}], keys=["s"])
         assert calls(client) == {"collections": 1}
@@ -434,7 +437,7 @@ def test_insert_that_timed_out_is_reported_unknown(server: EmulatorServer) -> No
 def test_bulk_close_whose_response_was_lost(server: EmulatorServer) -> None:
     creds = credentials_from_connection_file(server.connection_file, "jwt")
     with connect(creds, **LOST) as client:
-        server.emulator.faults.delay(0.3, 1, path="/jobs/ingest/[^/]+$", method="PATCH")
+        server.emulator.faults.delay(HOLD_S, 1, path="/jobs/ingest/[^/]+$", method="PATCH")
         job = client.bulk_submit("Account", "insert", b"Name\nClosed Once\n")
         assert client.bulk_wait(job).records_processed == 1
         counted = calls(client)
