@@ -275,7 +275,7 @@ class SyncConfig(_Strict):
     key: KeyConfig
     mappings: list[MappingConfig] = Field(min_length=1)
     partitions: PartitionConfig = Field(default_factory=PartitionConfig)  # type: ignore[arg-type]
-    batch_size: int = Field(10_000, ge=1, le=150_000_000)
+    batch_size: int = Field(100_000, ge=1, le=150_000_000)
     rest_threshold: int | None = Field(
         None,
         ge=0,

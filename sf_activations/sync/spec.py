@@ -58,7 +58,7 @@ class SyncSpec:
     key: SyncKey
     mappings: tuple[FieldMapping, ...]
     partitions: PartitionSpec = field(default_factory=PartitionSpec)
-    batch_size: int = 10_000  # records per Bulk job
+    batch_size: int = 100_000  # records per Bulk job (also cut at about 100 MB of CSV)
     # At most this many records to send: REST collections instead of Bulk. None: whichever
     # costs fewer API calls (sf_activations.sync.plan.rest_is_cheaper).
     rest_threshold: int | None = None
