@@ -8,11 +8,11 @@ Secrets never appear in YAML: the Salesforce section names environment variables
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from sf_activations.sync.spec import Behavior
+from sf_activations.sync.spec import Behavior, PartitionKind
 
 AuthFlow = Literal["jwt", "client_credentials", "refresh_token", "password", "session"]
 Granularity = Literal["hourly", "daily", "weekly", "monthly"]
@@ -44,16 +44,7 @@ _BEHAVIOR_ALIASES: dict[str, str] = {
     "lead or contact": "lead_or_contact",
     "lead or account": "lead_or_account",
 }
-BEHAVIORS: tuple[str, ...] = (
-    "update_or_create",
-    "create_only",
-    "update_only",
-    "mirror",
-    "delete",
-    "add",
-    "lead_or_contact",
-    "lead_or_account",
-)
+BEHAVIORS: tuple[str, ...] = get_args(Behavior)
 
 
 def _check_env_name(value: str | None) -> str | None:
@@ -254,7 +245,7 @@ class MappingConfig(_Strict):
 
 
 class PartitionConfig(_Strict):
-    kind: Literal["none", "hash", "time"] = "none"
+    kind: PartitionKind = "none"
     buckets: int = Field(1, ge=1, le=1024)
 
     @model_validator(mode="after")
