@@ -173,6 +173,20 @@ class _JobBase:
             "state": self.state,
         }
 
+    def _with_settings(self, info: dict[str, Any]) -> dict[str, Any]:
+        """``info`` followed by the settings every job response carries."""
+        info.update(
+            {
+                "concurrencyMode": "Parallel",
+                "contentType": "CSV",
+                "apiVersion": float(self.api_version),
+            }
+        )
+        return info
+
+    def _head(self) -> dict[str, Any]:
+        return self._with_settings(self.base_info())
+
 
 @dataclass
 class IngestJob(_JobBase):
@@ -192,14 +206,7 @@ class IngestJob(_JobBase):
         info = self.base_info()
         if self.external_id_field is not None:
             info["externalIdFieldName"] = self.external_id_field
-        info.update(
-            {
-                "concurrencyMode": "Parallel",
-                "contentType": "CSV",
-                "apiVersion": float(self.api_version),
-            }
-        )
-        return info
+        return self._with_settings(info)
 
     def created_info(self) -> dict[str, Any]:
         """The create response (amp-labs ``launch-job`` fixture: with contentUrl)."""
@@ -240,17 +247,6 @@ class QueryJob(_JobBase):
 
     query: str = ""
     results: pl.DataFrame | None = None
-
-    def _head(self) -> dict[str, Any]:
-        info = self.base_info()
-        info.update(
-            {
-                "concurrencyMode": "Parallel",
-                "contentType": "CSV",
-                "apiVersion": float(self.api_version),
-            }
-        )
-        return info
 
     def created_info(self) -> dict[str, Any]:
         """The create response (amp-labs ``read-launch-job`` fixture)."""
