@@ -671,24 +671,26 @@ def _id18(record_id: str) -> str:
     return to_18(record_id)
 
 
-async def collection_create(request: Request) -> Response:
-    """``POST /composite/sobjects``: HTTP 200 with one result per record, in order."""
+async def _mixed_collection(
+    request: Request, make_op: Callable[[Org, Any], _Op | SalesforceError]
+) -> Response:
+    """Create or update: records name their own type, so one call may mix objects."""
     org = _org(request)
     records, all_or_none = _records_of(await read_json(request))
     _check_chunks(records)
-    ops = [_create_op(org, r) for r in records]
+    ops = [make_op(org, r) for r in records]
     results = await in_thread(_run_items, org, ops, all_or_none)
     return json_response([r.body(with_created=False) for r in results])
+
+
+async def collection_create(request: Request) -> Response:
+    """``POST /composite/sobjects``: HTTP 200 with one result per record, in order."""
+    return await _mixed_collection(request, _create_op)
 
 
 async def collection_update(request: Request) -> Response:
     """``PATCH /composite/sobjects``: records carry ``id`` and ``attributes.type``."""
-    org = _org(request)
-    records, all_or_none = _records_of(await read_json(request))
-    _check_chunks(records)
-    ops = [_update_op(org, r) for r in records]
-    results = await in_thread(_run_items, org, ops, all_or_none)
-    return json_response([r.body(with_created=False) for r in results])
+    return await _mixed_collection(request, _update_op)
 
 
 async def collection_upsert(request: Request) -> Response:
