@@ -115,11 +115,12 @@ def _pem_key(key: CertificateIssuerPrivateKeyTypes) -> bytes:
     )
 
 
-def _make_ca(bundle: CertBundle) -> None:
-    # EC keys: generated in microseconds, unlike RSA, which keeps fixture start-up fast.
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sf_activations emulator local CA")])
-    cert = (
+def _self_signed(
+    key: CertificateIssuerPrivateKeyTypes, common_name: str
+) -> x509.CertificateBuilder:
+    """A builder for a ten-year certificate whose subject and issuer are both ``common_name``."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    return (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
@@ -127,6 +128,14 @@ def _make_ca(bundle: CertBundle) -> None:
         .serial_number(x509.random_serial_number())
         .not_valid_before(_now() - dt.timedelta(days=1))
         .not_valid_after(_now() + dt.timedelta(days=3650))
+    )
+
+
+def _make_ca(bundle: CertBundle) -> None:
+    # EC keys: generated in microseconds, unlike RSA, which keeps fixture start-up fast.
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        _self_signed(key, "sf_activations emulator local CA")
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -203,16 +212,6 @@ def _make_server_cert(bundle: CertBundle, extra_hosts: tuple[str, ...]) -> None:
 def _make_jwt_pair(bundle: CertBundle) -> None:
     # RS256 is what Salesforce's JWT bearer flow requires, so this one key must be RSA.
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sf_activations connected app")])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(_now() - dt.timedelta(days=1))
-        .not_valid_after(_now() + dt.timedelta(days=3650))
-        .sign(key, hashes.SHA256())
-    )
+    cert = _self_signed(key, "sf_activations connected app").sign(key, hashes.SHA256())
     _write_private(bundle.jwt_private_key, _pem_key(key))
     _write_public(bundle.jwt_cert, cert.public_bytes(serialization.Encoding.PEM))
