@@ -308,19 +308,6 @@ async def permissions(request: Request) -> Response:
 
 # ---- metadata --------------------------------------------------------------------------------
 
-_OBJECT_KEYS = frozenset(
-    {
-        "name",
-        "label",
-        "label_plural",
-        "key_prefix",
-        "fields",
-        "createable",
-        "updateable",
-        "deletable",
-        "queryable",
-    }
-)
 _OBJECT_FLAGS = ("createable", "updateable", "deletable", "queryable")
 
 
@@ -341,15 +328,15 @@ def add_object(schema: Schema, data: Mapping[str, Any]) -> ObjectDef:
     ``{"name", "label"?, "label_plural"?, "key_prefix"?, "fields"?: [...], "createable"?...}``.
     A new object gets the standard fields of every custom object (Id, Name, audit fields).
     """
-    from sf_activations.emulator.schema import custom_object
+    from sf_activations.emulator.schema import OBJECT_KEYS, custom_object
 
     name = data.get("name")
     if not isinstance(name, str) or not name:
         msg = "an object needs a 'name'"
         raise AdminError(msg)
-    unknown = set(data) - _OBJECT_KEYS
+    unknown = set(data) - OBJECT_KEYS
     if unknown:
-        msg = f"unknown object key(s) {sorted(unknown)}; allowed: {sorted(_OBJECT_KEYS)}"
+        msg = f"unknown object key(s) {sorted(unknown)}; allowed: {sorted(OBJECT_KEYS)}"
         raise AdminError(msg)
     extra = tuple(_field_specs(data, f"objects[{name}]"))
     existing = schema.get(name)

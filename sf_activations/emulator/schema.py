@@ -957,17 +957,20 @@ def default_schema() -> Schema:
 # ---------------------------------------------------------------------------------------------
 
 _FIELD_KEYS = {f.name for f in fields(FieldDef)} | {"default"}
-_OBJECT_KEYS = {
-    "name",
-    "label",
-    "label_plural",
-    "key_prefix",
-    "fields",
-    "createable",
-    "updateable",
-    "deletable",
-    "queryable",
-}
+# The keys of one object entry, in an org file and in the admin API's ``objects``.
+OBJECT_KEYS = frozenset(
+    {
+        "name",
+        "label",
+        "label_plural",
+        "key_prefix",
+        "fields",
+        "createable",
+        "updateable",
+        "deletable",
+        "queryable",
+    }
+)
 _TOP_KEYS = {"objects", "fields", "lead_convert_mapping"}
 
 
@@ -1083,9 +1086,9 @@ def load_org_yaml(path: str | Path, schema: Schema | None = None) -> Schema:
         if not isinstance(spec, dict) or "name" not in spec:
             msg = f"{where}: an object needs a 'name'"
             raise OrgFileError(msg)
-        bad = set(spec) - _OBJECT_KEYS
+        bad = set(spec) - OBJECT_KEYS
         if bad:
-            msg = f"{where}: unknown object key(s) {sorted(bad)}; allowed: {sorted(_OBJECT_KEYS)}"
+            msg = f"{where}: unknown object key(s) {sorted(bad)}; allowed: {sorted(OBJECT_KEYS)}"
             raise OrgFileError(msg)
         name = str(spec["name"])
         extra = tuple(
