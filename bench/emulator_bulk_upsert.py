@@ -25,20 +25,9 @@ from typing import Any
 
 import polars as pl
 import requests
+from account_fields import FIELDS
 
 API = "v62.0"
-FIELDS = (
-    "External_Id__c",
-    "Name",
-    "Phone",
-    "Website",
-    "Industry",
-    "BillingCity",
-    "BillingState",
-    "NumberOfEmployees",
-    "AnnualRevenue",
-    "Description",
-)
 
 
 def serve(state_dir: Path) -> None:

@@ -42,20 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
-
-FIELDS = (
-    "External_Id__c",
-    "Name",
-    "Phone",
-    "Website",
-    "Industry",
-    "BillingCity",
-    "BillingState",
-    "NumberOfEmployees",
-    "AnnualRevenue",
-    "Description",
-)
-"""The Salesforce fields; the model's columns are their lower-case names."""
+from account_fields import FIELDS
 
 API_KINDS = frozenset({"rest", "bulk", "versions"})
 """Request-log kinds that are Salesforce API calls (logins and the admin API are not)."""
