@@ -6,8 +6,8 @@ import itertools
 import threading
 
 _CHECKSUM_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
-_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-_ID_CHARS = frozenset(_BASE62)
+BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_ID_CHARS = frozenset(BASE62)
 
 
 def checksum(id15: str) -> str:
@@ -42,6 +42,16 @@ def is_well_formed(record_id: str) -> bool:
     return True
 
 
+def make_id(head: str, n: int) -> str:
+    """The id numbered ``n`` (ten base-62 digits) after ``head`` (key prefix + pod), with checksum."""
+    digits = []
+    for _ in range(10):
+        n, r = divmod(n, 62)
+        digits.append(BASE62[r])
+    base = head + "".join(reversed(digits))
+    return base + checksum(base)
+
+
 class IdAllocator:
     """Hands out fresh 18-character ids for one key prefix (thread-safe)."""
 
@@ -66,9 +76,4 @@ class IdAllocator:
         return [self.make(n) for n in range(start, start + count)]
 
     def make(self, n: int) -> str:
-        digits = []
-        for _ in range(10):
-            n, r = divmod(n, 62)
-            digits.append(_BASE62[r])
-        base = self._head + "".join(reversed(digits))
-        return base + checksum(base)
+        return make_id(self._head, n)

@@ -29,7 +29,7 @@ from typing import Any, Literal
 import polars as pl
 
 from sf_activations.emulator.errors import MoreThanOneRecord, SalesforceError
-from sf_activations.emulator.ids import checksum, is_well_formed
+from sf_activations.emulator.ids import BASE62, checksum, is_well_formed, make_id
 from sf_activations.emulator.schema import (
     LEAD_STATUSES,
     FieldDef,
@@ -141,14 +141,11 @@ def _idx_remove(idx: KeyIndex, key: Any, pos: int) -> None:
             idx[key] = found[0]
 
 
-_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
-
 @functools.cache
 def _digit_tables() -> tuple[pl.DataFrame, pl.DataFrame]:
     """All 3- and 2-digit base-62 strings in counting order, with their upper-case bit masks."""
     one = pl.DataFrame(
-        {"s": list(_BASE62), "b": [int("A" <= ch <= "Z") for ch in _BASE62]},
+        {"s": list(BASE62), "b": [int("A" <= ch <= "Z") for ch in BASE62]},
         schema={"s": pl.String, "b": pl.Int64},
     )
 
@@ -230,12 +227,7 @@ class _Ids:
         return start
 
     def _make(self, n: int) -> str:
-        digits = []
-        for _ in range(10):
-            n, r = divmod(n, 62)
-            digits.append(_BASE62[r])
-        base = self._head + "".join(reversed(digits))
-        return base + checksum(base)
+        return make_id(self._head, n)
 
 
 def _release_freed_memory() -> None:

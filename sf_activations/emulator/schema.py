@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from sf_activations.emulator.ids import BASE62
+
 _TEXT_TYPES = frozenset(
     {"string", "textarea", "email", "phone", "url", "picklist", "multipicklist"}
 )
@@ -283,7 +285,7 @@ class Schema:
         """A free key prefix for a new custom object (a01, a02, ...)."""
         used = {obj.key_prefix for obj in self._objects.values()}
         for n in range(1, 62 * 62):
-            prefix = "a" + _BASE62[n // 62] + _BASE62[n % 62]
+            prefix = "a" + BASE62[n // 62] + BASE62[n % 62]
             if prefix not in used:
                 return prefix
         msg = "no free custom key prefix"
@@ -311,9 +313,6 @@ class Schema:
                     }
                 )
         return out
-
-
-_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
 def _plural_relationship(obj: ObjectDef) -> str | None:
