@@ -750,6 +750,20 @@ def _err_with_value(
     return pl.concat_str([pl.lit(f"{code}{_SEP}{fd.name}{_SEP}{before}"), value, pl.lit(after)])
 
 
+def _err_with_names(code: str, names: list[pl.Expr], before: str, after: str) -> pl.Expr:
+    """An error naming the fields whose ``names`` expression is not null in a row (null if none).
+
+    The fields part joins them with ``,``, the message with ``, `` between ``before`` and ``after``.
+    """
+    listed = pl.concat_str(names, separator=", ", ignore_nulls=True)
+    flds = pl.concat_str(names, separator=",", ignore_nulls=True)
+    return pl.when(listed != "").then(
+        pl.concat_str(
+            [pl.lit(f"{code}{_SEP}"), flds, pl.lit(f"{_SEP}{before}"), listed, pl.lit(after)]
+        )
+    )
+
+
 _UPPER = [chr(c) for c in range(ord("A"), ord("Z") + 1)]
 _NOT_UPPER = [chr(c) for c in range(ord("a"), ord("z") + 1)] + [str(d) for d in range(10)]
 # A 5-character chunk written as bits (character j -> "1" if upper case) -> checksum letter.
@@ -1688,19 +1702,12 @@ class Org:
                 fails.append(failing)
             outputs += [canon.alias(f"v_{c.key}"), setc.alias(f"s_{c.key}")]
         if readonly:
-            names = pl.concat_str(readonly, separator=", ", ignore_nulls=True)
-            flds = pl.concat_str(readonly, separator=",", ignore_nulls=True)
             errs.append(
-                pl.when(names != "").then(
-                    pl.concat_str(
-                        [
-                            pl.lit(f"INVALID_FIELD_FOR_INSERT_UPDATE{_SEP}"),
-                            flds,
-                            pl.lit(f"{_SEP}Unable to create/update fields: "),
-                            names,
-                            pl.lit(_READONLY_TAIL),
-                        ]
-                    )
+                _err_with_names(
+                    "INVALID_FIELD_FOR_INSERT_UPDATE",
+                    readonly,
+                    "Unable to create/update fields: ",
+                    _READONLY_TAIL,
                 )
             )
         errs += value_errs
@@ -1722,19 +1729,9 @@ class Org:
                 required.append(pl.when(missing).then(pl.lit(fd.name)))
                 fails.append(missing)
         if required:
-            names = pl.concat_str(required, separator=", ", ignore_nulls=True)
-            flds = pl.concat_str(required, separator=",", ignore_nulls=True)
             errs.append(
-                pl.when(names != "").then(
-                    pl.concat_str(
-                        [
-                            pl.lit(f"REQUIRED_FIELD_MISSING{_SEP}"),
-                            flds,
-                            pl.lit(f"{_SEP}Required fields are missing: ["),
-                            names,
-                            pl.lit("]"),
-                        ]
-                    )
+                _err_with_names(
+                    "REQUIRED_FIELD_MISSING", required, "Required fields are missing: [", "]"
                 )
             )
         return outputs, pl.any_horizontal(fails), pl.coalesce(errs)
