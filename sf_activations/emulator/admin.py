@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, cast
 
 from starlette.concurrency import run_in_threadpool
@@ -308,8 +307,6 @@ async def permissions(request: Request) -> Response:
 
 # ---- metadata --------------------------------------------------------------------------------
 
-_OBJECT_FLAGS = ("createable", "updateable", "deletable", "queryable")
-
 
 def _field_specs(data: Mapping[str, Any], where: str) -> list[FieldDef]:
     from sf_activations.emulator.schema import field_from_mapping
@@ -328,7 +325,7 @@ def add_object(schema: Schema, data: Mapping[str, Any]) -> ObjectDef:
     ``{"name", "label"?, "label_plural"?, "key_prefix"?, "fields"?: [...], "createable"?...}``.
     A new object gets the standard fields of every custom object (Id, Name, audit fields).
     """
-    from sf_activations.emulator.schema import OBJECT_KEYS, custom_object
+    from sf_activations.emulator.schema import OBJECT_KEYS, merge_object
 
     name = data.get("name")
     if not isinstance(name, str) or not name:
@@ -339,25 +336,7 @@ def add_object(schema: Schema, data: Mapping[str, Any]) -> ObjectDef:
         msg = f"unknown object key(s) {sorted(unknown)}; allowed: {sorted(OBJECT_KEYS)}"
         raise AdminError(msg)
     extra = tuple(_field_specs(data, f"objects[{name}]"))
-    existing = schema.get(name)
-    if existing is not None:
-        for f in extra:
-            schema.add_field(existing.name, f)
-        result = schema.get(name)
-        assert result is not None  # it existed a moment ago and objects are never removed
-        return result
-    obj = custom_object(
-        schema,
-        name,
-        label=data.get("label"),
-        label_plural=data.get("label_plural"),
-        key_prefix=data.get("key_prefix"),
-        extra_fields=extra,
-    )
-    flags: dict[str, Any] = {k: bool(data[k]) for k in _OBJECT_FLAGS if k in data}
-    obj = replace(obj, **flags)
-    schema.add_object(obj)
-    return obj
+    return merge_object(schema, name, data, extra)
 
 
 async def objects(request: Request) -> Response:

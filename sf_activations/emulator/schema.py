@@ -973,6 +973,9 @@ OBJECT_KEYS = frozenset(
 _TOP_KEYS = {"objects", "fields", "lead_convert_mapping"}
 
 
+_OBJECT_FLAGS = ("createable", "updateable", "deletable", "queryable")
+
+
 class OrgFileError(ValueError):
     """A YAML org file that does not describe a valid org (the message names file and entry)."""
 
@@ -1065,6 +1068,35 @@ def custom_object(
     )
 
 
+def merge_object(
+    schema: Schema, name: str, entry: Mapping[str, Any], extra: tuple[FieldDef, ...]
+) -> ObjectDef:
+    """Add ``extra`` to the object ``name``, or create it as a custom object from ``entry``.
+
+    ``entry`` is one checked entry of an org file's ``objects`` (its label, key prefix and
+    flags apply to a new object only); returns the object as it now is.
+    """
+    existing = schema.get(name)
+    if existing is not None:
+        for f in extra:
+            schema.add_field(existing.name, f)
+        result = schema.get(name)
+        assert result is not None  # it existed a moment ago and objects are never removed
+        return result
+    obj = custom_object(
+        schema,
+        name,
+        label=entry.get("label"),
+        label_plural=entry.get("label_plural"),
+        key_prefix=entry.get("key_prefix"),
+        extra_fields=extra,
+    )
+    flags: dict[str, Any] = {k: bool(entry[k]) for k in _OBJECT_FLAGS if k in entry}
+    obj = replace(obj, **flags)
+    schema.add_object(obj)
+    return obj
+
+
 def load_org_yaml(path: str | Path, schema: Schema | None = None) -> Schema:
     """Add the objects and fields described in a YAML org file (docs/emulator-org.md).
 
@@ -1094,25 +1126,7 @@ def load_org_yaml(path: str | Path, schema: Schema | None = None) -> Schema:
             field_from_mapping(f, where=f"{where} ({name}).fields[{j}]")
             for j, f in enumerate(spec.get("fields") or ())
         )
-        existing = schema.get(name)
-        if existing is not None:
-            for f in extra:
-                schema.add_field(existing.name, f)
-            continue
-        obj = custom_object(
-            schema,
-            name,
-            label=spec.get("label"),
-            label_plural=spec.get("label_plural"),
-            key_prefix=spec.get("key_prefix"),
-            extra_fields=extra,
-        )
-        flags: dict[str, Any] = {
-            k: bool(spec[k])
-            for k in ("createable", "updateable", "deletable", "queryable")
-            if k in spec
-        }
-        schema.add_object(replace(obj, **flags))
+        merge_object(schema, name, spec, extra)
     for obj_name, field_specs in (data.get("fields") or {}).items():
         target = schema.get(str(obj_name))
         if target is None:
