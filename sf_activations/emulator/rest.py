@@ -225,22 +225,25 @@ def _check_record_id(record_id: str) -> None:
         raise _ext_field_missing(record_id)
 
 
-async def get_record(request: Request) -> Response:
-    """``GET /sobjects/{obj}/{id}[?fields=...]``."""
+async def _record_target(request: Request) -> tuple[Org, str, str]:
+    """The org, the checked object name and the record id of a ``/sobjects/{obj}/{id}`` call."""
     org = _org(request)
     sobject = await in_thread(_check_object, org, request.path_params["sobject"])
     record_id = request.path_params["record_id"]
     _check_record_id(record_id)
+    return org, sobject, record_id
+
+
+async def get_record(request: Request) -> Response:
+    """``GET /sobjects/{obj}/{id}[?fields=...]``."""
+    org, sobject, record_id = await _record_target(request)
     record = await in_thread(org.retrieve, sobject, record_id, _fields_param(request))
     return json_response(record)
 
 
 async def update_record(request: Request) -> Response:
     """``PATCH /sobjects/{obj}/{id}``: 204."""
-    org = _org(request)
-    sobject = await in_thread(_check_object, org, request.path_params["sobject"])
-    record_id = request.path_params["record_id"]
-    _check_record_id(record_id)
+    org, sobject, record_id = await _record_target(request)
     values = _json_object(await read_json(request))
     if any(key.lower() == "id" for key in values):
         # The id belongs in the path only; the wording is the one widely reported for a
@@ -254,10 +257,7 @@ async def update_record(request: Request) -> Response:
 
 async def delete_record(request: Request) -> Response:
     """``DELETE /sobjects/{obj}/{id}``: 204; a second delete is ENTITY_IS_DELETED."""
-    org = _org(request)
-    sobject = await in_thread(_check_object, org, request.path_params["sobject"])
-    record_id = request.path_params["record_id"]
-    _check_record_id(record_id)
+    org, sobject, record_id = await _record_target(request)
     await in_thread(org.delete, sobject, record_id)
     return Response(status_code=204)
 
