@@ -764,6 +764,20 @@ def _err_with_names(code: str, names: list[pl.Expr], before: str, after: str) ->
     )
 
 
+def _external_keys(
+    work: pl.DataFrame, key_col: _Col, surface: Surface, ext: FieldDef
+) -> tuple[pl.DataFrame, pl.Series]:
+    """The uploaded key column as ``raw`` and canonical ``key``, and the keys as the index
+    compares them (lower case when the external id is case-insensitive)."""
+    src = pl.col(key_col.key)
+    canon_expr = _value_exprs(key_col, src, surface)[0]
+    frame = work.lazy().select(src.alias("raw"), canon_expr.alias("key")).collect()
+    keys = frame["key"]
+    if ext.key_case_insensitive:
+        keys = keys.str.to_lowercase()
+    return frame, keys
+
+
 _UPPER = [chr(c) for c in range(ord("A"), ord("Z") + 1)]
 _NOT_UPPER = [chr(c) for c in range(ord("a"), ord("z") + 1)] + [str(d) for d in range(10)]
 # A 5-character chunk written as bits (character j -> "1" if upper case) -> checksum letter.
@@ -1474,7 +1488,6 @@ class Org:
             )  # fmt: skip
         tgt: list[int | None] = [None] * n
         key_err: list[str | None] = [None] * n
-        src = pl.col(key_col.key)
         if by_id:
             # Per row in Python: the id expressions (id_exprs) cost milliseconds to set up,
             # too much for a single-record REST call.
@@ -1498,11 +1511,7 @@ class Org:
                     tgt[i] = pos
         else:
             assert ext is not None
-            canon_expr = _value_exprs(key_col, src, surface)[0]
-            frame = work.lazy().select(src.alias("raw"), canon_expr.alias("key")).collect()
-            key_series = frame["key"]
-            if ext.key_case_insensitive:
-                key_series = key_series.str.to_lowercase()
+            frame, key_series = _external_keys(work, key_col, surface, ext)
             keys = key_series.to_list()
             dup = key_series.is_duplicated().to_list() if n > 1 else [False] * n
             raws = frame["raw"].to_list()
@@ -1579,11 +1588,7 @@ class Org:
             )
             return out["__tgt"], _errors_where(frame, out["__bad"], err).alias("__kerr")
         assert ext is not None
-        canon_expr = _value_exprs(key_col, src, surface)[0]
-        frame = work.lazy().select(src.alias("raw"), canon_expr.alias("key")).collect()
-        keys = frame["key"]
-        if ext.key_case_insensitive:
-            keys = keys.str.to_lowercase()
+        frame, keys = _external_keys(work, key_col, surface, ext)
         stored = table.series(ext.name) if ext.name in table.cols else None
         if stored is None or table.n == 0:
             match = pl.DataFrame(
