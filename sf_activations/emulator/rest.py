@@ -262,13 +262,19 @@ async def delete_record(request: Request) -> Response:
     return Response(status_code=204)
 
 
-async def get_by_external_id(request: Request) -> Response:
-    """``GET /sobjects/{obj}/{extField}/{value}``: 200, or 300 with the matching record URLs."""
+async def _external_target(request: Request) -> tuple[Org, str, str, str, str]:
+    """Org, API version, checked object, checked external-id field and the value of a
+    ``/sobjects/{obj}/{extField}/{value}`` call."""
     org = _org(request)
     version = version_of(request)
     sobject = await in_thread(_check_object, org, request.path_params["sobject"])
     field = await in_thread(_check_external_id_field, org, sobject, request.path_params["field"])
-    value = request.path_params["value"]
+    return org, version, sobject, field, request.path_params["value"]
+
+
+async def get_by_external_id(request: Request) -> Response:
+    """``GET /sobjects/{obj}/{extField}/{value}``: 200, or 300 with the matching record URLs."""
+    org, version, sobject, field, value = await _external_target(request)
     try:
         record = await in_thread(
             org.retrieve_by_external_id, sobject, field, value, _fields_param(request)
@@ -280,11 +286,7 @@ async def get_by_external_id(request: Request) -> Response:
 
 async def upsert_record(request: Request) -> Response:
     """``PATCH /sobjects/{obj}/{extField}/{value}``: 201 created, 200/204 updated, 300, 404."""
-    org = _org(request)
-    version = version_of(request)
-    sobject = await in_thread(_check_object, org, request.path_params["sobject"])
-    field = await in_thread(_check_external_id_field, org, sobject, request.path_params["field"])
-    value = request.path_params["value"]
+    org, version, sobject, field, value = await _external_target(request)
     values = _json_object(await read_json(request))
     _check_body_key(values, field, value)
     update_only = request.query_params.get("updateOnly", "").lower() == "true"
@@ -323,11 +325,7 @@ def _check_body_key(values: Mapping[str, Any], field: str, value: str) -> None:
 
 async def delete_by_external_id(request: Request) -> Response:
     """``DELETE /sobjects/{obj}/{extField}/{value}``: 204."""
-    org = _org(request)
-    version = version_of(request)
-    sobject = await in_thread(_check_object, org, request.path_params["sobject"])
-    field = await in_thread(_check_external_id_field, org, sobject, request.path_params["field"])
-    value = request.path_params["value"]
+    org, version, sobject, field, value = await _external_target(request)
 
     def run() -> None:
         with org.lock:
