@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -1161,12 +1161,17 @@ async def create_ingest_job(request: Request) -> Response:
     return json_response(job.created_info())
 
 
+def _job_list(store: BulkJobStore, jobs: Mapping[str, IngestJob | QueryJob]) -> Response:
+    """A ``GET /jobs/ingest`` or ``/jobs/query`` list: every job's info, on one page."""
+    with store.lock:
+        records = [j.info() for j in jobs.values()]
+    return json_response({"done": True, "records": records, "nextRecordsUrl": None})
+
+
 async def list_ingest_jobs(request: Request) -> Response:
     """``GET /jobs/ingest``."""
     store = _store(request)
-    with store.lock:
-        records = [j.info() for j in store.ingest.values()]
-    return json_response({"done": True, "records": records, "nextRecordsUrl": None})
+    return _job_list(store, store.ingest)
 
 
 async def get_ingest_job(request: Request) -> Response:
@@ -1242,9 +1247,7 @@ async def create_query_job(request: Request) -> Response:
 async def list_query_jobs(request: Request) -> Response:
     """``GET /jobs/query``."""
     store = _store(request)
-    with store.lock:
-        records = [j.info() for j in store.query.values()]
-    return json_response({"done": True, "records": records, "nextRecordsUrl": None})
+    return _job_list(store, store.query)
 
 
 async def get_query_job(request: Request) -> Response:
