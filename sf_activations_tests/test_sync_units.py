@@ -190,6 +190,23 @@ def test_null_and_duplicate_keys_are_invalid_in_every_occurrence() -> None:
     )
 
 
+def test_literal_na_text_is_set_aside_only_where_bulk_would_read_it_as_null() -> None:
+    source = pl.DataFrame({"k": ["a", "b", "#N/A"], "name": ["#N/A", "#n/a", "ok"]})
+    mappings = (FieldMapping("name", "Name"),)
+    created = map_records(thing_spec(*mappings, behavior="create_only"), source, TYPED)
+    # Create Only inserts through Bulk, where '#N/A' means "no value": the text would be lost.
+    assert created.records["__key"].to_list() == ["b"]
+    assert created.invalid.select("key", "reason", "field").rows() == [
+        ("a", "INVALID_BULK_NULL_MARKER", "Name"),
+        ("#N/A", "INVALID_BULK_NULL_MARKER", "Key__c"),
+    ]
+    assert "things" in created.invalid["message"][0]
+    # Upserts keep them: the planner sends such records through REST, where it is plain text.
+    upserted = map_records(thing_spec(*mappings), source, TYPED)
+    assert upserted.invalid.height == 0
+    assert upserted.records["Name"].to_list() == ["#N/A", "#n/a", "ok"]
+
+
 def test_missing_source_column_is_a_config_error() -> None:
     with pytest.raises(SyncConfigError, match="'nope'"):
         map_records(thing_spec(FieldMapping("nope", "Name")), pl.DataFrame({"k": ["a"]}), TYPED)

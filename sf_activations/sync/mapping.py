@@ -21,6 +21,9 @@ from sf_activations.sync.spec import FieldMapping, SyncSpec
 KEY_COLUMN = "__key"
 """The canonical key (a string) of every mapped record; state and results are keyed by it."""
 
+BULK_NULL_CELL = "#N/A"
+"""A Bulk API CSV cell that sets the field to null (an empty cell leaves it alone)."""
+
 INVALID_SCHEMA: Mapping[str, pl.DataType] = {
     "key": pl.String(),
     "reason": pl.String(),
@@ -58,6 +61,9 @@ REASON_TEXT: Mapping[str, str] = {
     "INVALID_EMAIL": "the value is not an email address",
     "INVALID_ID": "the value is not a 15- or 18-character Salesforce Id",
     "INVALID_REQUIRED_MISSING": "the field is required to create the record but the value is null",
+    "INVALID_BULK_NULL_MARKER": (
+        "the value is the literal text '#N/A', which a Bulk API insert reads as 'no value'"
+    ),
 }
 
 _EMAIL_RE = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
@@ -179,9 +185,18 @@ def map_records(spec: SyncSpec, source: pl.DataFrame, describe: ObjectDescribe) 
     )
     canon: list[pl.Expr] = []
     errors: list[pl.Expr] = []
+    # Create Only inserts always go through Bulk (plan_create_only), where a cell reading
+    # '#N/A' means "no value": set such records aside rather than silently drop the text.
+    # (Upserts and updates send them through REST instead, where it is plain text.)
+    marker_is_null = spec.behavior == "create_only"
     for i, c in enumerate(columns):
         raw = pl.col(f"__raw{i}")
         value, error = _canonical(raw, schema[c.source], c)
+        if marker_is_null:
+            error = pl.coalesce(
+                error,
+                pl.when(value == BULK_NULL_CELL).then(pl.lit("INVALID_BULK_NULL_MARKER")),
+            )
         canon.append(value.alias(f"__val{i}"))
         errors.append(error.alias(f"__err{i}"))
     work = work.with_columns(canon).with_columns(errors)

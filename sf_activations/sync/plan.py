@@ -15,7 +15,7 @@ from typing import Literal
 import polars as pl
 
 from sf_activations.sync.diff import CHANGE_COLUMN, SALESFORCE_ID_COLUMN, ChangeSet
-from sf_activations.sync.mapping import KEY_COLUMN, MappedColumn
+from sf_activations.sync.mapping import BULK_NULL_CELL, KEY_COLUMN, MappedColumn
 from sf_activations.sync.model import BulkOperation, SalesforcePort
 from sf_activations.sync.spec import Behavior, SyncSpec
 
@@ -24,7 +24,6 @@ Transport = Literal["bulk", "rest"]
 MAX_BULK_BYTES = 100 * 1024 * 1024
 """Salesforce takes at most 150 MB base64-encoded per upload: about 100 MB of raw CSV."""
 
-BULK_NULL_CELL = "#N/A"
 """What Bulk API 2.0 reads as "set this field to null" in a CSV cell."""
 
 REST_RECORDS_PER_CALL = 200

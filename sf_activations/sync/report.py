@@ -178,6 +178,12 @@ ERROR_GUIDE: Mapping[str, tuple[str, str]] = {
         "The record is new and a field required to create it is null.",
         "Fill the column in the model for new records (or create them another way).",
     ),
+    "INVALID_BULK_NULL_MARKER": (
+        "A Create Only sync has a value that is the literal text '#N/A', which a Bulk API "
+        "insert would store as an empty field.",
+        "Change the value in the model, or use update_or_create, which sends such records "
+        "through REST where the text is kept.",
+    ),
 }
 """Error code -> (what causes it, what to do), for reports, metadata and the CLI."""
 
