@@ -7,6 +7,7 @@ fresh org before each test, which is much cheaper than starting uvicorn again.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -14,6 +15,9 @@ import requests
 
 from sf_activations.emulator.server import EmulatorServer
 from sf_activations.emulator.testing import client_session, login, running_emulator
+from sf_activations.salesforce import SalesforceClient, connect, credentials_from_connection_file
+from sf_activations.sync.state import StateStore
+from sf_activations_tests.support import FAST_RETRIES
 
 if TYPE_CHECKING:
     from simple_salesforce import Salesforce
@@ -43,3 +47,18 @@ def emulator_http(emulator: EmulatorServer) -> requests.Session:
 def sf(emulator: EmulatorServer) -> Salesforce:
     """simple-salesforce logged in to the emulator through SOAP (username+password+token)."""
     return login(emulator, "soap")
+
+
+@pytest.fixture
+def client(emulator: EmulatorServer) -> Iterator[SalesforceClient]:
+    """The product's Salesforce client (JWT login) on a fresh emulator, with short retries."""
+    creds = credentials_from_connection_file(emulator.connection_file, "jwt")
+    with connect(creds, **FAST_RETRIES) as c:
+        yield c
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Iterator[StateStore]:
+    """An empty engine state store in the test's temp dir."""
+    with StateStore(tmp_path / "state.db") as store:
+        yield store

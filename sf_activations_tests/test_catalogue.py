@@ -10,14 +10,13 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
 
 from sf_activations.emulator.server import EmulatorServer
-from sf_activations.salesforce import SalesforceClient, connect, credentials_from_connection_file
+from sf_activations.salesforce import SalesforceClient
 from sf_activations.sync.report import SyncReport
 from sf_activations.sync.run import run_sync_partition
 from sf_activations.sync.spec import SyncSpec
@@ -35,15 +34,9 @@ from sf_activations_tests.catalogue import (
     Transport,
 )
 from sf_activations_tests.catalogue.org import install
+from sf_activations_tests.support import FAST_RETRIES
 
-FAST = {
-    "max_attempts": 3,
-    "backoff_base_s": 0.001,
-    "backoff_max_s": 0.01,
-    "limit_backoff_s": 0.001,
-    "poll_initial_s": 0.005,
-    "poll_max_s": 0.05,
-}
+FAST = FAST_RETRIES
 PARTITION = "__all__"
 
 
@@ -67,19 +60,6 @@ def spec_for(case: Case, transport: Transport) -> SyncSpec:
         mappings=case.mappings,
         rest_threshold=0 if transport == "bulk" else 10_000,
     )
-
-
-@pytest.fixture
-def client(emulator: EmulatorServer) -> Iterator[SalesforceClient]:
-    creds = credentials_from_connection_file(emulator.connection_file, "jwt")
-    with connect(creds, **FAST) as c:
-        yield c
-
-
-@pytest.fixture
-def state(tmp_path: Path) -> Iterator[StateStore]:
-    with StateStore(tmp_path / "state.db") as store:
-        yield store
 
 
 def test_case_names_are_unique_and_every_case_expects_something() -> None:

@@ -22,15 +22,9 @@ from sf_activations.salesforce import (
     soql_literal,
 )
 from sf_activations.sync.model import BulkJobInfo, SalesforcePort
+from sf_activations_tests.support import FAST_RETRIES
 
-FAST = {
-    "max_attempts": 3,
-    "backoff_base_s": 0.001,
-    "backoff_max_s": 0.01,
-    "limit_backoff_s": 0.001,
-    "poll_initial_s": 0.005,
-    "poll_max_s": 0.05,
-}
+FAST = FAST_RETRIES
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +17,10 @@ from sf_activations.sync.partitions import bucket_of, bucket_partition_keys
 from sf_activations.sync.run import run_sync_partition
 from sf_activations.sync.spec import FieldMapping, PartitionSpec, SyncKey, SyncSpec
 from sf_activations.sync.state import StateStore
+from sf_activations_tests.support import FAST_RETRIES
 from sf_activations_tests.test_sync_fakes import SimulatedCrash
 
-FAST = {
-    "max_attempts": 3,
-    "backoff_base_s": 0.001,
-    "backoff_max_s": 0.01,
-    "limit_backoff_s": 0.001,
-    "poll_initial_s": 0.005,
-    "poll_max_s": 0.05,
-}
+FAST = FAST_RETRIES
 
 WRITE_KINDS = ("bulk", "collection")
 
@@ -70,19 +64,6 @@ def people(n: int, *, account: str | None = None) -> pl.DataFrame:
         },
         schema={"id": pl.String, "last_name": pl.String, "email": pl.String, "account": pl.String},
     )
-
-
-@pytest.fixture
-def client(emulator: EmulatorServer) -> Iterator[SalesforceClient]:
-    creds = credentials_from_connection_file(emulator.connection_file, "jwt")
-    with connect(creds, **FAST) as c:
-        yield c
-
-
-@pytest.fixture
-def state(tmp_path: Path) -> Iterator[StateStore]:
-    with StateStore(tmp_path / "state.db") as store:
-        yield store
 
 
 def writes(calls: Mapping[str, int]) -> dict[str, int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 import multiprocessing
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +50,6 @@ def people(n: int, *, offset: int = 0) -> pl.DataFrame:
             "score": [float(i) / 2 for i in range(offset, offset + n)],
         }
     )
-
-
-@pytest.fixture
-def state(tmp_path: Path) -> Iterator[StateStore]:
-    store = StateStore(tmp_path / "state.db")
-    yield store
-    store.close()
 
 
 def test_first_run_creates_everything_and_second_run_sends_nothing(state: StateStore) -> None:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -57,13 +56,6 @@ class RecordingSalesforce(FakeSalesforce):
     ) -> list[RecordOutcome]:
         self.events.append("rest")
         return super().collection_upsert(sobject, external_id_field, records)
-
-
-@pytest.fixture
-def state(tmp_path: Path) -> Iterator[StateStore]:
-    store = StateStore(tmp_path / "state.db")
-    yield store
-    store.close()
 
 
 def test_the_next_job_is_submitted_before_the_previous_one_is_waited_for(
