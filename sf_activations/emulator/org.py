@@ -457,20 +457,41 @@ def _dtype_for(fd: FieldDef | None) -> pl.DataType | None:
 
 
 class _Column:
-    """One stored field: a polars series, plus Python-side edits not yet folded into it.
+    """One stored field: a polars series, plus edits not yet folded into it.
 
-    Bulk jobs append and scatter whole series (no Python object per row); single-record REST
-    writes go to ``patch`` (position -> value) or ``tail`` (appended rows), which keeps them
-    O(1). ``series()`` folds the edits in when a vectorised operation needs the column.
+    Bulk jobs append whole series and keep their scatters as ``layers`` (positions, values)
+    until the column is read, so a job that updates a few rows of a big table does not copy
+    the whole column (a copy per column per job made small jobs cost as much as the org is
+    big). Single-record REST writes go to ``patch`` (position -> value) or ``tail`` (appended
+    rows), which keeps them O(1). ``series()`` folds the edits in when an operation needs the
+    column; layers are only pending while ``patch`` and ``tail`` are empty, so they are older
+    than any patch and folding them first keeps the order of the writes.
     """
 
-    __slots__ = ("base", "dtype", "patch", "tail")
+    __slots__ = ("base", "dtype", "layers", "patch", "tail")
+
+    _MAX_LAYERS = 32
 
     def __init__(self, dtype: pl.DataType | None, base: pl.Series | None = None) -> None:
         self.dtype = dtype
         self.base = base
         self.patch: dict[int, Any] = {}
         self.tail: list[Any] = []
+        self.layers: list[tuple[pl.Series, pl.Series]] = []
+
+    def _settle(self) -> None:
+        """Fold the pending scatters into ``base`` with one copy (later writes win)."""
+        if not self.layers:
+            return
+        assert self.base is not None
+        if len(self.layers) == 1:
+            positions, values = self.layers[0]
+        else:
+            positions = pl.concat([p for p, _ in self.layers])
+            values = pl.concat([v for _, v in self.layers])
+        self.layers = []
+        # scatter() writes into its Series object: work on a clone, snapshots stay valid.
+        self.base = self._conform(self.base).clone().scatter(positions, values)
 
     def _base_len(self) -> int:
         return 0 if self.base is None else self.base.len()
@@ -479,6 +500,7 @@ class _Column:
         return self._base_len() + len(self.tail)
 
     def get(self, pos: int) -> Any:
+        self._settle()
         b = self._base_len()
         if pos >= b:
             return self.tail[pos - b]
@@ -488,6 +510,7 @@ class _Column:
         return self.base[pos]
 
     def set(self, pos: int, value: Any) -> None:
+        self._settle()
         b = self._base_len()
         if pos >= b:
             self.tail[pos - b] = value
@@ -509,6 +532,7 @@ class _Column:
 
     def series(self) -> pl.Series:
         """The whole column as a series (edits folded in; callers must not mutate it)."""
+        self._settle()
         if self.tail:
             added = self._build(self.tail)
             if self.base is not None:
@@ -528,6 +552,7 @@ class _Column:
 
     def to_list(self) -> list[Any]:
         """The whole column as Python values."""
+        self._settle()
         out = [] if self.base is None else self.base.to_list()
         for pos, value in self.patch.items():
             out[pos] = value
@@ -536,6 +561,7 @@ class _Column:
 
     def extend(self, values: Sequence[Any]) -> None:
         """Append a few rows (kept as Python values until a vectorised use)."""
+        self._settle()
         self.tail.extend(values)
 
     def extend_series(self, values: pl.Series) -> None:
@@ -547,12 +573,18 @@ class _Column:
             self.base = pl.concat([self._conform(base), self._conform(values)], rechunk=False)
 
     def scatter(self, positions: pl.Series, values: pl.Series) -> None:
-        """Write ``values`` at ``positions`` (later duplicates win)."""
-        base = self._conform(self.series())
-        self.base = base.clone().scatter(positions, self._conform(values))
+        """Write ``values`` at ``positions`` (later duplicates win), folded in on next read."""
+        if self.base is None or self.patch or self.tail:
+            self.series()
+        assert self.base is not None
+        self.layers.append((positions, self._conform(values)))
+        pending = sum(p.len() for p, _ in self.layers)
+        if len(self.layers) > self._MAX_LAYERS or pending * 8 > self.base.len():
+            self._settle()
 
     def truncate(self, length: int) -> None:
         """Drop the rows from ``length`` on (undo of an insert)."""
+        self._settle()
         b = self._base_len()
         if length >= b:
             del self.tail[length - b :]
@@ -575,7 +607,7 @@ def _const(value: Any, count: int, dtype: pl.DataType | None) -> pl.Series:
 class _Table:
     """The records of one object (see the module docstring)."""
 
-    __slots__ = ("cols", "id_cache", "keys", "n", "name", "purged", "schema")
+    __slots__ = ("cols", "id_cache", "keys", "n", "name", "purged", "schema", "sorted_keys")
 
     def __init__(self, name: str, schema: Schema) -> None:
         self.name = name
@@ -585,6 +617,8 @@ class _Table:
         self.id_cache: dict[str, int] | None = {}  # 18-char id -> position; None = stale
         self.purged: set[int] = set()
         self.keys: dict[str, KeyIndex] = {}
+        # (field, live records only) -> the field's keys sorted by hash, for batch lookups
+        self.sorted_keys: dict[tuple[str, bool], _SortedKeys] = {}
 
     def dtype(self, name: str) -> pl.DataType | None:
         obj = self.schema.get(self.name)
@@ -637,6 +671,174 @@ class _Table:
 
     def live_positions(self, *, include_deleted: bool) -> pl.Series:
         return self.live_mask(include_deleted=include_deleted).arg_true()
+
+    def gather(self, name: str, positions: pl.Series) -> pl.Series:
+        """One column's values at ``positions`` (null where a position is null)."""
+        col = self.cols.get(name)
+        if col is None:
+            return _nulls(self.dtype(name), positions.len())
+        return col.series().gather(positions)
+
+    def live_at(self, positions: pl.Series, *, include_deleted: bool = False) -> pl.Series:
+        """``live_mask`` at ``positions`` only (false where a position is null): O(positions)."""
+        live = positions.is_not_null()
+        if not include_deleted and "IsDeleted" in self.cols:
+            live = live & ~self.gather("IsDeleted", positions).fill_null(False)
+        if self.purged:
+            purged = self.purged
+            hit = [p in purged for p in positions.to_list()]
+            live = live & ~pl.Series(hit, dtype=pl.Boolean)
+        return live
+
+    def sorted_index(
+        self, name: str, dtype: pl.DataType, *, ci: bool, live_only: bool
+    ) -> _SortedKeys:
+        """The field's sorted key index, (re)built when missing, of another type, or when
+        the rows changed since its build are too many to read at each lookup."""
+        found = self.sorted_keys.get((name, live_only))
+        if found is None or found.dtype != dtype or found.ci != ci or found.overdue(self.n):
+            found = _SortedKeys(self, name, dtype, ci=ci, live_only=live_only)
+            self.sorted_keys[(name, live_only)] = found
+        return found
+
+    def touch(self, name: str, positions: Sequence[int] | pl.Series) -> None:
+        """Tell the sorted key indexes that ``name`` may have changed at ``positions``
+        (``IsDeleted`` or a purge: whether the records are live); an index with too many
+        such positions is dropped (rebuilt on next use)."""
+        for (fname, live_only), index in list(self.sorted_keys.items()):
+            if fname == name or (live_only and name == "IsDeleted"):
+                listed = positions.to_list() if isinstance(positions, pl.Series) else positions
+                index.stale.update(p for p in listed if p < index.covered)
+                if index.overdue(self.n):
+                    del self.sorted_keys[(fname, live_only)]
+
+    def forget(self, name: str) -> None:
+        """Drop every key index that depends on the field ``name`` (rebuilt on next use)."""
+        self.keys.pop(name, None)
+        for fname, live_only in list(self.sorted_keys):
+            if fname == name or (live_only and name == "IsDeleted"):
+                del self.sorted_keys[(fname, live_only)]
+        if name == "IsDeleted":
+            self.keys.clear()
+
+    def prune(self) -> None:
+        """Drop the sorted key indexes that too many appended rows made overdue."""
+        for key, index in list(self.sorted_keys.items()):
+            if index.overdue(self.n):
+                del self.sorted_keys[key]
+
+
+def _norm(series: pl.Series, dtype: pl.DataType, *, ci: bool) -> pl.Series:
+    """Stored or uploaded key values as an index compares them."""
+    out = series if series.dtype == dtype else series.cast(dtype)
+    return out.str.to_lowercase() if ci and dtype == pl.String else out
+
+
+class _SortedKeys:
+    """One field's non-null keys sorted by their 64-bit hash, with each key's position.
+
+    A job of k keys is then matched in O(k log n) instead of lowercasing, hashing and sorting
+    the whole column per job. Built once; afterwards writes report the positions whose key
+    (or, for a ``live_only`` index, whose deleted or purged state) may have changed
+    (``stale``, see ``_Table.touch``), and rows appended since the build (from ``covered`` on)
+    are new. A lookup ignores the built entries at stale positions and reads the current
+    values of stale and new positions, so the answers are those of a fresh build; when such
+    positions grow past a share of the table the index is rebuilt.
+    """
+
+    __slots__ = (
+        "ci",
+        "covered",
+        "distinct",
+        "dtype",
+        "hashes",
+        "live_only",
+        "name",
+        "positions",
+        "stale",
+    )
+
+    def __init__(
+        self, table: _Table, name: str, dtype: pl.DataType, *, ci: bool, live_only: bool
+    ) -> None:
+        self.name, self.dtype, self.ci, self.live_only = name, dtype, ci, live_only
+        column = _norm(table.series(name), dtype, ci=ci)
+        keep = column.is_not_null()
+        if live_only:
+            keep = keep & table.live_mask()
+        hashes = column.filter(keep).hash()
+        order = hashes.arg_sort()
+        self.hashes = hashes.gather(order)
+        self.positions = keep.arg_true().cast(pl.Int64).gather(order)
+        # Distinct hashes (the common case): a key has at most one candidate in the build.
+        self.distinct = not bool((self.hashes == self.hashes.shift(1)).any())
+        self.covered = table.n
+        self.stale: set[int] = set()
+
+    def overdue(self, n: int) -> bool:
+        """Whether the positions read at each lookup exceed a share of the table."""
+        return len(self.stale) + (n - self.covered) > max(4096, self.covered // 16)
+
+    def match(self, table: _Table, keys: pl.Series) -> pl.DataFrame | None:
+        """``_match_keys`` for ``keys`` (already normalised, of ``dtype``): per key ``pos`` and
+        ``hits`` (0/1/2+). None if many built entries share the keys' hashes (values held by
+        many records): the caller then matches against the whole column."""
+        k = keys.len()
+        rows = pl.int_range(0, k, eager=True, dtype=pl.Int64)
+        pairs: list[pl.DataFrame] = []
+        m = self.hashes.len()
+        if m:
+            key_hash = keys.hash()
+            lo = self.hashes.search_sorted(key_hash, side="left").cast(pl.Int64)
+            if self.distinct:
+                at = lo.clip(upper_bound=m - 1)
+                found = (self.hashes.gather(at) == key_hash) & keys.is_not_null()
+                cand = pl.DataFrame(
+                    {"row": rows.filter(found), "pos": self.positions.gather(at.filter(found))}
+                )
+            else:
+                hi = self.hashes.search_sorted(key_hash, side="right").cast(pl.Int64)
+                count = hi - lo
+                if int(count.sum()) > 4 * k + 10_000:
+                    return None
+                spans = pl.DataFrame({"row": rows, "lo": lo, "hi": hi}).filter(
+                    (pl.col("hi") > pl.col("lo")) & keys.is_not_null()
+                )
+                spans = spans.select("row", pl.int_ranges("lo", "hi").alias("at")).explode("at")
+                cand = spans.select("row", self.positions.gather(spans["at"]).alias("pos"))
+            if self.stale:
+                stale = pl.Series(list(self.stale), dtype=pl.Int64)
+                cand = cand.filter(~pl.col("pos").is_in(stale))
+            stored = _norm(table.gather(self.name, cand["pos"]), self.dtype, ci=self.ci)
+            pairs.append(cand.filter((stored == keys.gather(cand["row"])).fill_null(False)))
+        fresh = sorted(self.stale)
+        if table.n > self.covered or fresh:
+            recent = pl.Series(fresh, dtype=pl.Int64)
+            if table.n > self.covered:
+                tail = pl.int_range(self.covered, table.n, eager=True, dtype=pl.Int64)
+                recent = pl.concat([recent, tail])
+            values = _norm(table.gather(self.name, recent), self.dtype, ci=self.ci)
+            keep = values.is_not_null()
+            if self.live_only:
+                keep = keep & table.live_at(recent)
+            current = pl.DataFrame({"key": values.filter(keep), "pos": recent.filter(keep)})
+            asked = pl.DataFrame({"row": rows, "key": keys})
+            pairs.append(asked.join(current, on="key", how="inner").select("row", "pos"))
+        hits = _const(0, k, pl.UInt32())
+        pos = _nulls(pl.Int64(), k)
+        found_pairs = pl.concat(pairs) if pairs else pl.DataFrame()
+        if found_pairs.height:
+            per_row = found_pairs.group_by("row").agg(
+                pl.col("pos").min(), pl.len().cast(pl.UInt32).alias("hits")
+            )
+            hits = hits.scatter(per_row["row"], per_row["hits"])
+            pos = pos.scatter(per_row["row"], per_row["pos"])
+        return pl.DataFrame({"pos": pos, "hits": hits})
+
+
+# A job at most this share of its table (1/8) matches its keys with the table's sorted key
+# index; larger jobs hash the whole column (as cheap, and no index to keep up).
+_INDEX_SHARE = 8
 
 
 # Frames at least this tall resolve their keys with joins instead of per-row dict lookups, and
@@ -1112,6 +1314,8 @@ class Org:
                     self._key_add(idx, fd, pos, value)
             else:
                 col.set(pos, value)
+            if table.sorted_keys:
+                table.touch(name, (pos,))
 
     def _key_remove(self, idx: KeyIndex, fd: FieldDef | None, pos: int, value: Any) -> None:
         if value is None:
@@ -1165,6 +1369,7 @@ class Org:
                 table.purged.discard(entry[2])
         for table in touched:
             table.keys.clear()  # rebuilt lazily: undo is rare, correctness first
+            table.sorted_keys.clear()
 
     # ---- metadata ----
     def check_api(self) -> None:
@@ -1560,14 +1765,39 @@ class Org:
         raw = pl.col("raw")
         absent = raw.is_null() | (raw == _NULL)
         if by_id:
-            ok, id18 = id_exprs(src)
-            frame = work.lazy().select(src.alias("raw"), ok.alias("ok"), id18.alias("id")).collect()
-            ids = table.series("Id")
+            # An 18-character id whose upper-cased suffix gives a stored (canonical) id has
+            # the right checksum: the costly checksum expressions run only on the other rows.
+            quick = pl.when(src.str.len_chars() == 18).then(
+                pl.concat_str([src.str.slice(0, 15), src.str.slice(15, 3).str.to_uppercase()])
+            )
+            frame = (
+                work.lazy()
+                .select(
+                    src.alias("raw"),
+                    src.str.contains(_ID_RE).fill_null(False).alias("shape"),
+                    quick.alias("id"),
+                )
+                .collect()
+            )
             # Every stored id of this table has the object's prefix: other ids cannot match.
-            match = _match_keys(ids, ids.is_not_null(), frame["id"])
-            pos = match["pos"]
-            gone = table.live_mask(include_deleted=op == "hardDelete").gather(pos)
-            frame = frame.with_columns(pos.alias("pos"), (~gone).fill_null(False).alias("gone"))
+            pos = self._match_stored(table, "Id", frame["id"], ci=False, live_only=False)["pos"]
+            ok = (pos.is_not_null() & frame["shape"]).fill_null(False)
+            rest = ~ok & frame["raw"].is_not_null()
+            pos = pos.zip_with(ok, _nulls(pl.Int64(), pos.len()))
+            if rest.any():
+                well_formed, id18 = id_exprs(pl.col("raw"))
+                other = (
+                    frame.lazy()
+                    .filter(rest)
+                    .select(well_formed.alias("ok"), id18.alias("id"))
+                    .collect()
+                )
+                found = self._match_stored(table, "Id", other["id"], ci=False, live_only=False)
+                where = rest.arg_true()
+                pos = pos.scatter(where, found["pos"])
+                ok = ok.scatter(where, other["ok"])
+            gone = pos.is_not_null() & ~table.live_at(pos, include_deleted=op == "hardDelete")
+            frame = frame.with_columns(ok.alias("ok"), pos.alias("pos"), gone.alias("gone"))
             err = (
                 pl.when(absent)
                 .then(pl.lit(None if op == "upsert" else missing, dtype=pl.String))
@@ -1589,15 +1819,13 @@ class Org:
             return out["__tgt"], _errors_where(frame, out["__bad"], err).alias("__kerr")
         assert ext is not None
         frame, keys = _external_keys(work, key_col, surface, ext)
-        stored = table.series(ext.name) if ext.name in table.cols else None
-        if stored is None or table.n == 0:
+        if ext.name not in table.cols or table.n == 0:
             match = pl.DataFrame(
                 {"pos": _nulls(pl.Int64(), keys.len()), "hits": _const(0, keys.len(), pl.UInt32())}
             )
         else:
-            if ext.key_case_insensitive and stored.dtype == pl.String:
-                stored = stored.str.to_lowercase()
-            match = _match_keys(stored.cast(keys.dtype), table.live_mask(), keys)
+            ci = ext.key_case_insensitive and keys.dtype == pl.String
+            match = self._match_stored(table, ext.name, keys, ci=ci, live_only=True)
         frame = frame.with_columns(
             keys.alias("key"), _duplicated(keys).alias("dup"), match["pos"], match["hits"]
         )
@@ -1632,6 +1860,22 @@ class Org:
             failing.alias("__bad"),
         )
         return out["__tgt"], _errors_where(frame, out["__bad"], err).alias("__kerr")
+
+    @staticmethod
+    def _match_stored(
+        table: _Table, name: str, keys: pl.Series, *, ci: bool, live_only: bool
+    ) -> pl.DataFrame:
+        """``_match_keys`` of ``keys`` against the stored ``name`` column (lower-cased when
+        ``ci``; live records only when ``live_only``). A job small next to its table reads the
+        table's sorted key index (O(job), see ``_SortedKeys``); a large one hashes the column."""
+        if keys.len() * _INDEX_SHARE <= table.n:
+            index = table.sorted_index(name, keys.dtype, ci=ci, live_only=live_only)
+            found = index.match(table, keys)
+            if found is not None:
+                return found
+        stored = _norm(table.series(name), keys.dtype, ci=ci)
+        candidate = table.live_mask() if live_only else stored.is_not_null()
+        return _match_keys(stored, candidate, keys)
 
     @staticmethod
     def _permission_errors(
@@ -2026,6 +2270,7 @@ class Org:
             table.id_cache = None
             for fname in [f for f in table.keys if f in new]:
                 del table.keys[fname]
+            table.prune()
         else:
             lists = {
                 name: added.to_list() if isinstance(added, pl.Series) else added
@@ -2132,7 +2377,7 @@ class Org:
         col = _Column(table.dtype(name))
         col.extend_series(series)
         table.cols[name] = col
-        table.keys.pop(name, None)  # rebuilt on next use
+        table.forget(name)  # rebuilt on next use
 
     def _set_many(
         self, table: _Table, name: str, positions: pl.Series, new_vals: pl.Series
@@ -2142,11 +2387,53 @@ class Org:
         if positions.len() == 0:
             return
         if self._journal is None and positions.len() >= _VECTOR_MIN:
-            table.column(name).scatter(positions, new_vals)
-            table.keys.pop(name, None)  # rebuilt on next use
+            if name in table.keys or any(
+                fname == name or (live_only and name == "IsDeleted")
+                for fname, live_only in table.sorted_keys
+            ):
+                self._set_many_indexed(table, name, positions, new_vals)
+            else:
+                table.column(name).scatter(positions, new_vals)
             return
         for pos, v in zip(positions.to_list(), new_vals.to_list(), strict=True):
             self._set(table, pos, {name: v})
+
+    def _set_many_indexed(
+        self, table: _Table, name: str, positions: pl.Series, new_vals: pl.Series
+    ) -> None:
+        """``_set_many``'s scatter for a field some key index depends on: a write that is a
+        small share of the table updates the indexes at the rows whose value changes (an
+        upsert rewrites its key with the same value), a larger one drops them."""
+        col = table.column(name)
+        k = positions.len()
+        if k * _INDEX_SHARE > table.n or col.dtype is None or positions.n_unique() != k:
+            col.scatter(positions, new_vals)
+            table.forget(name)  # rebuilt on next use
+            return
+        old = table.gather(name, positions)
+        new = new_vals if new_vals.dtype == old.dtype else new_vals.cast(old.dtype)
+        changed = old.ne_missing(new)
+        col.scatter(positions, new)
+        if not changed.any():
+            return
+        moved = positions.filter(changed)
+        table.touch(name, moved)
+        idx = table.keys.get(name)
+        if idx is None:
+            return
+        obj = self.schema.get(table.name)
+        fd = obj.field(name) if obj else None
+        live = table.live_at(moved)
+        for pos, before, after, alive in zip(
+            moved.to_list(),
+            old.filter(changed).to_list(),
+            new.filter(changed).to_list(),
+            live.to_list(),
+            strict=True,
+        ):
+            self._key_remove(idx, fd, pos, before)
+            if alive:
+                self._key_add(idx, fd, pos, after)
 
     def _delete_many(self, table: _Table, positions: pl.Series, *, hard: bool, now: str) -> None:
         """Move records to the recycle bin (``hard``: purge them); column-wise when many."""
@@ -2159,6 +2446,7 @@ class Org:
         self._set_many(table, "SystemModstamp", positions, _const(now, k, pl.String()))
         if hard:
             table.purged.update(positions.to_list())
+            table.touch("IsDeleted", positions)
         table.keys.clear()  # deleted records leave every key index: rebuilt on next use
 
     def _delete_at(self, table: _Table, pos: int, *, hard: bool, now: str) -> None:
@@ -2168,6 +2456,7 @@ class Org:
         self._set(table, pos, {"IsDeleted": True, "SystemModstamp": now})
         if hard:
             table.purged.add(pos)
+            table.touch("IsDeleted", (pos,))
             if self._journal is not None:
                 self._journal.append(("purge", table, pos))
 
