@@ -78,7 +78,7 @@ def test_a_write_by_another_store_makes_the_snapshot_stale(tmp_path: Path) -> No
         other.commit_results("s", "p", outcomes([("a", "f2", False, None)]))
     with StateStore(db) as store:
         got = store.load("s", "p", columns=SNAPSHOT_COLUMNS)
-        assert got.rows() == [("a", "f2", "001A", "pending", 1)]
+        assert got.rows() == [("a", "f2", "001A", "pending", 1, None)]
 
 
 def test_a_write_between_load_and_save_means_no_snapshot(tmp_path: Path) -> None:
@@ -150,8 +150,8 @@ def test_one_commit_per_run_keeps_ids_and_counts_attempts(tmp_path: Path) -> Non
     with StateStore(db) as store:
         fast = store.load("s", "p", columns=SNAPSHOT_COLUMNS).sort("key")
         assert fast.rows() == [
-            ("a", "f3", "001A", "pending", 1),
-            ("b", "f3", None, "pending", 3),
-            ("c", "f2", "001C", "synced", 0),
+            ("a", "f3", "001A", "pending", 1, None),
+            ("b", "f3", None, "pending", 3, None),
+            ("c", "f2", "001C", "synced", 0, None),
         ]
         assert fast.equals(from_sqlite(store, "s", "p").sort("key"))

@@ -50,8 +50,13 @@ STATE_SCHEMA: dict[str, pl.DataType] = {
     "attempts": pl.Int64(),
     "first_failed_at": pl.String(),
     "updated_at": pl.String(),
+    "source_fingerprint": pl.Int64(),
 }
-"""Columns of ``StateStore.load``: one row per record key of the (sync, partition)."""
+"""Columns of ``StateStore.load``: one row per record key of the (sync, partition).
+
+``source_fingerprint`` is the warehouse's fingerprint of the source row last confirmed
+(``sync/source.py``): set by a success whose row was staged with ``stage_source_fingerprints``,
+cleared by any failure. It lets a run skip rows that did not change without mapping them."""
 
 RESULT_SCHEMA: dict[str, pl.DataType] = {
     "key": pl.String(),
@@ -76,6 +81,7 @@ CREATE TABLE IF NOT EXISTS record_state (
     attempts INTEGER NOT NULL DEFAULT 0,
     first_failed_at TEXT,
     updated_at TEXT NOT NULL,
+    source_fingerprint INTEGER,
     PRIMARY KEY (sync, partition, key)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS record_state_pending ON record_state (sync, partition)
@@ -111,18 +117,27 @@ ON CONFLICT (sync, partition) DO UPDATE SET generation = generation + 1
 RETURNING generation
 """
 
-SNAPSHOT_COLUMNS = ("key", "fingerprint", "salesforce_id", "status", "attempts")
+SNAPSHOT_COLUMNS = (
+    "key",
+    "fingerprint",
+    "salesforce_id",
+    "status",
+    "attempts",
+    "source_fingerprint",
+)
 """The state columns a snapshot holds (the diff's): ``load`` serves these from it."""
 
 _UPSERT_SUCCESS = """
 INSERT INTO record_state (sync, partition, key, fingerprint, salesforce_id, status,
-                          error_code, error_message, attempts, first_failed_at, updated_at)
-VALUES (?, ?, ?, ?, ?, 'synced', NULL, NULL, 0, NULL, ?)
+                          error_code, error_message, attempts, first_failed_at, updated_at,
+                          source_fingerprint)
+VALUES (?, ?, ?, ?, ?, 'synced', NULL, NULL, 0, NULL, ?, ?)
 ON CONFLICT (sync, partition, key) DO UPDATE SET
     fingerprint = excluded.fingerprint,
     salesforce_id = COALESCE(excluded.salesforce_id, record_state.salesforce_id),
     status = 'synced', error_code = NULL, error_message = NULL, attempts = 0,
-    first_failed_at = NULL, updated_at = excluded.updated_at
+    first_failed_at = NULL, updated_at = excluded.updated_at,
+    source_fingerprint = excluded.source_fingerprint
 """
 
 _UPSERT_FAILURE = """
@@ -134,7 +149,7 @@ ON CONFLICT (sync, partition, key) DO UPDATE SET
     status = 'pending', error_code = excluded.error_code, error_message = excluded.error_message,
     attempts = record_state.attempts + 1,
     first_failed_at = COALESCE(record_state.first_failed_at, excluded.first_failed_at),
-    updated_at = excluded.updated_at
+    updated_at = excluded.updated_at, source_fingerprint = NULL
 """
 
 
@@ -177,12 +192,15 @@ class StateStore:
         self._conn.execute("PRAGMA synchronous = NORMAL")
         # executescript commits by itself; every statement is idempotent (IF NOT EXISTS).
         self._conn.executescript(_DDL)
+        _add_missing_columns(self._conn)
         self._store_id = str(
             self._conn.execute("SELECT value FROM store_meta WHERE name = 'store_id'").fetchone()[0]
         )
         self._snapshots = Path(f"{self.path}.snapshots")
         # (sync, partition) -> what this store loaded and committed since: see save_snapshot.
         self._tracked: dict[tuple[str, str], _Tracked] = {}
+        # (sync, partition) -> key, fingerprint, source_fingerprint of the rows being sent.
+        self._staged: dict[tuple[str, str], pl.DataFrame] = {}
 
     def __repr__(self) -> str:
         return f"StateStore({str(self.path)!r})"
@@ -343,7 +361,7 @@ class StateStore:
         transaction, so results and journal never disagree after a crash.
         """
         stamp = now_iso()
-        ok = results.filter(pl.col("success"))
+        ok = self._with_source_fingerprints(sync, partition, results.filter(pl.col("success")))
         bad = results.filter(~pl.col("success"))
         # Whole columns to Python lists, then zip: cheaper than a tuple per row from polars.
         n_ok, n_bad = ok.height, bad.height
@@ -355,6 +373,7 @@ class StateStore:
                 ok.get_column("fingerprint").to_list(),
                 ok.get_column("salesforce_id").to_list(),
                 repeat(stamp, n_ok),
+                ok.get_column("source_fingerprint").to_list(),
                 strict=True,
             )
         )
@@ -386,9 +405,44 @@ class StateStore:
         if ok_rows or bad_rows:
             # In the order SQLite applied them: successes, then failures.
             columns = ("key", "fingerprint", "success", "salesforce_id")
-            self._track(
-                sync, partition, generation, pl.concat([ok.select(columns), bad.select(columns)])
+            events = pl.concat(
+                [
+                    ok.select(*columns, "source_fingerprint"),
+                    bad.select(*columns, pl.lit(None, dtype=pl.Int64).alias("source_fingerprint")),
+                ]
             )
+            self._track(sync, partition, generation, events)
+
+    def stage_source_fingerprints(self, sync: str, partition: str, rows: pl.DataFrame) -> None:
+        """Remember the source fingerprints of records about to be sent (``key``,
+        ``fingerprint``, ``source_fingerprint``): a success committed for one of these keys
+        with the same fingerprint stores its source fingerprint too. Replaces earlier staging;
+        ``unstage`` drops it."""
+        self._staged[(sync, partition)] = rows.select(
+            pl.col("key").cast(pl.String),
+            pl.col("fingerprint").cast(pl.String),
+            pl.col("source_fingerprint").cast(pl.Int64),
+        ).unique(subset="key", keep="last")
+
+    def unstage(self, sync: str, partition: str) -> None:
+        """Forget what ``stage_source_fingerprints`` staged for (sync, partition)."""
+        self._staged.pop((sync, partition), None)
+
+    def _with_source_fingerprints(
+        self, sync: str, partition: str, ok: pl.DataFrame
+    ) -> pl.DataFrame:
+        """``ok`` (successes) with a ``source_fingerprint`` column: the one given, else the
+        staged one when the fingerprint is the staged one, else null."""
+        if "source_fingerprint" in ok.columns:
+            return ok.with_columns(pl.col("source_fingerprint").cast(pl.Int64))
+        staged = self._staged.get((sync, partition))
+        if staged is None or ok.height == 0:
+            return ok.with_columns(pl.lit(None, dtype=pl.Int64).alias("source_fingerprint"))
+        joined = ok.join(staged.rename({"fingerprint": "__staged_fp"}), on="key", how="left")
+        same = pl.col("fingerprint").eq_missing(pl.col("__staged_fp"))
+        return joined.with_columns(
+            pl.when(same).then(pl.col("source_fingerprint")).alias("source_fingerprint")
+        ).drop("__staged_fp")
 
     def _track(self, sync: str, partition: str, generation: int, events: pl.DataFrame) -> None:
         tracked = self._tracked.get((sync, partition))
@@ -509,6 +563,7 @@ _EVENT_SCHEMA: dict[str, pl.DataType] = {
     "fingerprint": pl.String(),
     "success": pl.Boolean(),
     "salesforce_id": pl.String(),
+    "source_fingerprint": pl.Int64(),
 }
 
 
@@ -536,6 +591,7 @@ def _apply_events(base: pl.DataFrame, events: Sequence[pl.DataFrame]) -> pl.Data
         per_key = ev.select(
             "key",
             "fingerprint",
+            "source_fingerprint",
             ok.alias("__last_ok"),
             ok.alias("__any_ok"),
             pl.lit(1, dtype=pl.UInt32).alias("__n"),
@@ -546,6 +602,7 @@ def _apply_events(base: pl.DataFrame, events: Sequence[pl.DataFrame]) -> pl.Data
     # Within a group, rows keep their order (commit order): last() is the latest outcome.
     per_key = ev.group_by("key", maintain_order=True).agg(
         pl.col("fingerprint").last(),
+        pl.col("source_fingerprint").last(),
         ok.last().alias("__last_ok"),
         ok.any().alias("__any_ok"),
         pl.len().alias("__n"),
@@ -561,7 +618,9 @@ def _apply_events(base: pl.DataFrame, events: Sequence[pl.DataFrame]) -> pl.Data
 
 def _merge_events(base: pl.DataFrame, per_key: pl.DataFrame) -> pl.DataFrame:
     """``base`` with the rows of ``per_key``'s keys replaced by their outcome."""
-    old = base.select(
+    # One pass over the base's keys; the join then pairs the few touched rows only.
+    touched = base.get_column("key").is_in(per_key.get_column("key").implode())
+    old = base.filter(touched).select(
         "key",
         pl.col("salesforce_id").alias("__old_id"),
         pl.col("attempts").alias("__old_attempts"),
@@ -575,6 +634,20 @@ def _merge_events(base: pl.DataFrame, per_key: pl.DataFrame) -> pl.DataFrame:
         .then(pl.col("__trailing").cast(pl.Int64))
         .otherwise(pl.col("__old_attempts").fill_null(0) + pl.col("__n"))
         .alias("attempts"),
+        # A failure clears it (_UPSERT_FAILURE), and the failure's event carries null.
+        pl.col("source_fingerprint"),
     )
-    kept = base.filter(~pl.col("key").is_in(per_key.get_column("key").implode()))
+    kept = base.filter(~touched)
     return pl.concat([kept, merged.cast(pl.Schema(kept.schema))], how="vertical")
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    """Bring a state file written by an earlier release up to this schema (idempotent)."""
+    have = {str(row[1]) for row in conn.execute("PRAGMA table_info(record_state)")}
+    if "source_fingerprint" not in have:
+        try:
+            conn.execute("ALTER TABLE record_state ADD COLUMN source_fingerprint INTEGER")
+        except sqlite3.OperationalError as exc:
+            # Another process added it between our look and our ALTER.
+            if "duplicate column" not in str(exc):
+                raise
