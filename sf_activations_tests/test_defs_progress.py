@@ -108,7 +108,10 @@ def test_engine_and_bulk_progress_reach_the_run_log(
 
     ours = [line for line in lines if line.startswith("salesforce_accounts")]
     # The engine's phases, each line naming the sync (and partition).
-    assert "salesforce_accounts[__all__]: read 400 row(s) from accounts" in ours, ours
+    assert (
+        "salesforce_accounts[__all__]: read 400 row(s) from accounts; "
+        "0 unchanged at the source, 400 to compare" in ours
+    ), ours
     assert any("400 new, 0 changed" in line for line in ours), ours
     assert any("bulk job" in line and "submitted (400 records" in line for line in ours), ours
     assert any("JobComplete: 400 processed, 0 failed" in line for line in ours), ours

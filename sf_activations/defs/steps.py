@@ -22,6 +22,7 @@ from sf_activations.sync.model import (
     SalesforceRequestError,
     SalesforceUnavailable,
 )
+from sf_activations.sync.source import DuckDBSource
 from sf_activations.sync.spec import SyncSpec
 from sf_activations.warehouse.base import ModelSqlError, RowFilter, TableNotFound, Warehouse
 
@@ -71,8 +72,9 @@ def materialize_model_step(
 
 def read_sync_source(
     context: dg.AssetExecutionContext, spec: SyncSpec, project: Project, warehouse: Warehouse
-) -> tuple[str, pl.DataFrame]:
-    """The partition key (engine's name) and the model rows that belong to it."""
+) -> tuple[str, DuckDBSource]:
+    """The partition key (engine's name) and the model rows that belong to it, as a source
+    the engine reads lazily (a narrow fingerprint pass, then only the rows that may differ)."""
     from sf_activations.sync.partitions import filter_bucket
 
     table = project.table_of(spec.source_model)
@@ -87,10 +89,10 @@ def read_sync_source(
                     f"models.{spec.source_model}.time_partitions in sf_activations.yaml."
                 )
                 raise dg.Failure(description=msg)
-            frame = warehouse.read(table, where=_time_filter(tp.column, context))
-            _check_columns(spec, frame, partition)
-            return partition, frame
-        frame = warehouse.read(table)
+            source = warehouse.source(table, where=_time_filter(tp.column, context))
+            _check_columns(spec, list(source.columns()), partition)
+            return partition, source
+        source = warehouse.source(table)
     except TableNotFound as exc:
         raise _failure(
             spec,
@@ -101,18 +103,22 @@ def read_sync_source(
             fix=f"Materialize '{spec.source_model}' first (select it together with the sync, "
             "or materialize the 'models' group); nothing was sent.",
         ) from exc
-    _check_columns(spec, frame, partition)
+    _check_columns(spec, list(source.columns()), partition)
     if spec.partitions.kind == "hash":
-        key = context.partition_key
-        return key, filter_bucket(frame, spec.key.source, key, spec.partitions.buckets)
-    return ALL_PARTITIONS, frame
+        key, buckets = context.partition_key, spec.partitions.buckets
+
+        def in_bucket(frame: pl.DataFrame) -> pl.DataFrame:
+            return filter_bucket(frame, spec.key.source, key, buckets)
+
+        return key, source.filtered(in_bucket)
+    return ALL_PARTITIONS, source
 
 
-def _check_columns(spec: SyncSpec, frame: pl.DataFrame, partition: str) -> None:
+def _check_columns(spec: SyncSpec, columns: list[str], partition: str) -> None:
     wanted = [("key.source", spec.key.source)] + [
         (f"mappings[{i}].source", m.source) for i, m in enumerate(spec.mappings)
     ]
-    missing = [(field, col) for field, col in wanted if col not in frame.columns]
+    missing = [(field, col) for field, col in wanted if col not in columns]
     if missing:
         lines = [
             f"{spec.source_file}, sync '{spec.name}', partition '{partition}', field "
@@ -121,7 +127,7 @@ def _check_columns(spec: SyncSpec, frame: pl.DataFrame, partition: str) -> None:
         ]
         raise dg.Failure(
             description="\n".join(lines)
-            + f"\nWhat to do: use one of the model's columns ({', '.join(frame.columns)}) "
+            + f"\nWhat to do: use one of the model's columns ({', '.join(columns)}) "
             "or add the column to the model's SELECT; nothing was sent.",
             metadata={
                 "sf/sync": spec.name,
@@ -251,9 +257,6 @@ def run_sync_step(
     from sf_activations.sync.run import run_sync_partition
 
     partition, source = read_sync_source(context, spec, project, warehouse)
-    context.log.info(
-        f"sync {spec.name}: {source.height:,} rows of {spec.source_model} in partition {partition}"
-    )
     try:
         with salesforce.client() as client, state.store() as store:
             try:

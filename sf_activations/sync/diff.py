@@ -18,8 +18,15 @@ SALESFORCE_ID_COLUMN = "__salesforce_id"
 CHANGE_COLUMN = "__change"
 """Why a record is sent: ``new``, ``changed`` or ``retry``."""
 
-DIFF_STATE_COLUMNS = ("key", "fingerprint", "salesforce_id", "status", "attempts")
-"""The state columns ``compute_changes`` reads (pass them to ``StateStore.load``)."""
+DIFF_STATE_COLUMNS = (
+    "key",
+    "fingerprint",
+    "salesforce_id",
+    "status",
+    "attempts",
+    "source_fingerprint",
+)
+"""The state columns a run loads: what ``compute_changes`` and ``read_partition`` read."""
 
 
 @dataclass(frozen=True, slots=True)

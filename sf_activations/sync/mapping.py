@@ -161,10 +161,18 @@ def mapped_columns(spec: SyncSpec, describe: ObjectDescribe) -> tuple[MappedColu
     return tuple(cols)
 
 
-def map_records(spec: SyncSpec, source: pl.DataFrame, describe: ObjectDescribe) -> MappedFrame:
+def map_records(
+    spec: SyncSpec,
+    source: pl.DataFrame,
+    describe: ObjectDescribe,
+    *,
+    carry: Sequence[str] = (),
+) -> MappedFrame:
     """Map ``source`` per ``spec`` and validate it against ``describe``.
 
-    Raises ``SyncConfigError`` when a mapped source column is missing from the model.
+    ``carry`` names source columns passed through unchanged to ``records`` (the engine carries
+    each row's source fingerprint this way). Raises ``SyncConfigError`` when a mapped source
+    column is missing from the model.
     """
     columns = mapped_columns(spec, describe)
     missing = sorted({c.source for c in columns} - set(source.columns))
@@ -182,6 +190,7 @@ def map_records(spec: SyncSpec, source: pl.DataFrame, describe: ObjectDescribe) 
             _as_text(pl.col(c.source), schema[c.source]).alias(f"__raw{i}")
             for i, c in enumerate(columns)
         ]
+        + [pl.col(name) for name in carry]
     )
     canon: list[pl.Expr] = []
     errors: list[pl.Expr] = []
@@ -201,15 +210,13 @@ def map_records(spec: SyncSpec, source: pl.DataFrame, describe: ObjectDescribe) 
         errors.append(error.alias(f"__err{i}"))
     work = work.with_columns(canon).with_columns(errors)
 
-    key_field = columns[0].describe
     key_val = pl.col("__val0")
-    match_key = key_val.str.to_lowercase() if _case_insensitive(key_field) else key_val
+    match_key = _match_key(key_val, columns[0])
     work = work.with_columns(
         key_val.alias(KEY_COLUMN),
-        # A key of only blanks cannot be told apart by eye from another one: no key either.
-        pl.when(key_val.is_null() | (key_val.str.strip_chars() == ""))
+        pl.when(match_key.is_null())
         .then(pl.lit("INVALID_NULL_KEY"))
-        .when(match_key.is_duplicated() & key_val.is_not_null())
+        .when(match_key.is_duplicated())
         .then(pl.lit("INVALID_DUPLICATE_KEY"))
         .otherwise(pl.col("__err0"))
         .alias("__err0"),
@@ -242,9 +249,30 @@ def map_records(spec: SyncSpec, source: pl.DataFrame, describe: ObjectDescribe) 
         )
         valid = work.filter(~any_error)
     records = valid.select(
-        [pl.col(KEY_COLUMN)] + [pl.col(f"__val{i}").alias(c.header) for i, c in enumerate(columns)]
+        [pl.col(KEY_COLUMN)]
+        + [pl.col(f"__val{i}").alias(c.header) for i, c in enumerate(columns)]
+        + [pl.col(name) for name in carry]
     )
     return MappedFrame(records=records, invalid=invalid, columns=columns)
+
+
+def _match_key(key_val: pl.Expr, key: MappedColumn) -> pl.Expr:
+    """What two keys are compared by to find duplicates (lower case where Salesforce treats
+    ``ABC`` and ``abc`` as one record); null for a missing key or one of only blanks (which
+    cannot be told apart by eye from another: no key either)."""
+    match_key = key_val.str.to_lowercase() if _case_insensitive(key.describe) else key_val
+    missing = key_val.is_null() | (key_val.str.strip_chars() == "")
+    return pl.when(missing).then(None).otherwise(match_key)
+
+
+def key_match_values(spec: SyncSpec, keys: pl.Series, describe: ObjectDescribe) -> pl.Series:
+    """For each raw value of the key column: the text ``map_records`` compares to find
+    duplicate keys, or null where it finds no key (INVALID_NULL_KEY). Cheap enough for every
+    row of a partition (only the key column is mapped)."""
+    key = mapped_columns(spec, describe)[0]
+    raw = _as_text(pl.col("k"), keys.dtype)
+    value, _ = _canonical(raw, keys.dtype, key)
+    return pl.DataFrame({"k": keys}).select(_match_key(value, key).alias("match")).to_series()
 
 
 def split_missing_required(

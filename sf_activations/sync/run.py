@@ -6,18 +6,25 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 
 import polars as pl
 
-from sf_activations.sync.diff import DIFF_STATE_COLUMNS, compute_changes
+from sf_activations.sync.diff import (
+    DIFF_STATE_COLUMNS,
+    SALESFORCE_ID_COLUMN,
+    ChangeSet,
+    compute_changes,
+)
 from sf_activations.sync.execute import (
     ExecutionResult,
     error_counts,
     execute_plan,
     reconcile_journal,
 )
-from sf_activations.sync.fingerprint import with_fingerprints
+from sf_activations.sync.fingerprint import FINGERPRINT_COLUMN, with_fingerprints
 from sf_activations.sync.mapping import (
+    KEY_COLUMN,
     SyncConfigError,
     map_records,
     split_missing_required,
@@ -25,7 +32,9 @@ from sf_activations.sync.mapping import (
 )
 from sf_activations.sync.model import SalesforcePort
 from sf_activations.sync.plan import PlanContext, plan_sync
+from sf_activations.sync.prefilter import read_partition
 from sf_activations.sync.report import SAMPLE_SIZE, SyncReport
+from sf_activations.sync.source import SOURCE_FP_COLUMN, PartitionSource, frame_source
 from sf_activations.sync.spec import SyncSpec
 from sf_activations.sync.state import StateStore
 
@@ -52,7 +61,7 @@ class _Phases:
 
 def run_sync_partition(
     spec: SyncSpec,
-    source: pl.DataFrame,
+    source: pl.DataFrame | PartitionSource,
     port: SalesforcePort,
     state: StateStore,
     *,
@@ -61,9 +70,10 @@ def run_sync_partition(
 ) -> SyncReport:
     """Bring one partition of Salesforce in line with ``source`` and report what happened.
 
-    Jobs an earlier run left unfinished are reconciled first; then the rows are mapped and
-    validated, diffed against state, planned per the behavior and executed, committing
-    state per batch. Raises ``SyncConfigError`` when the spec does not fit the object (nothing
+    Jobs an earlier run left unfinished are reconciled first; then the rows that may have
+    changed since the last run (``prefilter.read_partition``: all of them the first time) are
+    mapped and validated, diffed against state, planned per the behavior and executed,
+    committing state per batch. ``source`` is a warehouse partition or a polars frame. Raises ``SyncConfigError`` when the spec does not fit the object (nothing
     is sent) and ``BehaviorNotSupported`` for behaviors without a planner yet.
     """
     say = progress or (lambda _line: None)
@@ -85,19 +95,24 @@ def run_sync_partition(
         say(f"{where}: reconciled {reconciled.outcomes.height} record(s) from earlier jobs")
 
     with phases("read"):
-        records_read = source.height
-    say(f"{where}: read {records_read} row(s) from {spec.source_model}")
+        current = state.load(spec.name, partition, columns=DIFF_STATE_COLUMNS)
+        partition_source = frame_source(source) if isinstance(source, pl.DataFrame) else source
+        picked = read_partition(spec, describe, partition_source, current)
+        records_read = picked.records_read
+    say(
+        f"{where}: read {records_read} row(s) from {spec.source_model}; "
+        f"{picked.skipped.height} unchanged at the source, {picked.rows.height} to compare"
+    )
 
     with phases("map"):
-        mapped = map_records(spec, source, describe)
+        mapped = map_records(spec, picked.rows, describe, carry=(SOURCE_FP_COLUMN,))
         headers = mapped.headers
         records = with_fingerprints(mapped.records, headers)
 
     with phases("diff"):
-        current = state.load(spec.name, partition, columns=DIFF_STATE_COLUMNS)
         invalid_keys = mapped.invalid.get_column("key").drop_nulls()
         changes = compute_changes(
-            records, current, max_attempts=spec.max_attempts, invalid_keys=invalid_keys
+            records, picked.state, max_attempts=spec.max_attempts, invalid_keys=invalid_keys
         )
         # Only records about to be created need their required fields: check those.
         creating = (
@@ -109,9 +124,18 @@ def run_sync_partition(
         if missing.height:
             invalid_keys = pl.concat([invalid_keys, missing.get_column("key")])
             changes = compute_changes(
-                kept, current, max_attempts=spec.max_attempts, invalid_keys=invalid_keys
+                kept, picked.state, max_attempts=spec.max_attempts, invalid_keys=invalid_keys
             )
         invalid = pl.concat([mapped.invalid, missing])
+        _refresh_source_fingerprints(
+            state,
+            sync=spec.name,
+            partition=partition,
+            records=records,
+            changes=changes,
+            current=current,
+        )
+        changes = _with_skipped(changes, picked.skipped)
     say(
         f"{where}: {changes.new.height} new, {changes.changed.height} changed, "
         f"{changes.retry.height} to retry, {changes.unchanged.height} unchanged, "
@@ -122,15 +146,27 @@ def run_sync_partition(
         plan = plan_sync(spec, changes, PlanContext(columns=mapped.columns, port=port))
 
     with phases("execute"):
-        executed = execute_plan(
-            plan,
-            port,
-            state,
-            sync=spec.name,
-            partition=partition,
-            rest_threshold=spec.rest_threshold,
-            progress=say,
+        state.stage_source_fingerprints(
+            spec.name,
+            partition,
+            records.select(
+                pl.col(KEY_COLUMN).alias("key"),
+                pl.col(FINGERPRINT_COLUMN).alias("fingerprint"),
+                pl.col(SOURCE_FP_COLUMN).alias("source_fingerprint"),
+            ),
         )
+        try:
+            executed = execute_plan(
+                plan,
+                port,
+                state,
+                sync=spec.name,
+                partition=partition,
+                rest_threshold=spec.rest_threshold,
+                progress=say,
+            )
+        finally:
+            state.unstage(spec.name, partition)
     if executed.stopped:
         say(f"{where}: stopped early: {executed.stopped}")
 
@@ -156,6 +192,58 @@ def run_sync_partition(
     )
     say(report.summary())
     return report
+
+
+def _with_skipped(changes: ChangeSet, skipped: pl.DataFrame) -> ChangeSet:
+    """``changes`` with the records the prefilter skipped counted as unchanged."""
+    if skipped.height == 0:
+        return changes
+    more = skipped.select(
+        pl.col("key").alias(KEY_COLUMN), pl.col("salesforce_id").alias(SALESFORCE_ID_COLUMN)
+    )
+    return replace(changes, unchanged=pl.concat([changes.unchanged, more]))
+
+
+def _refresh_source_fingerprints(
+    state: StateStore,
+    *,
+    sync: str,
+    partition: str,
+    records: pl.DataFrame,
+    changes: ChangeSet,
+    current: pl.DataFrame,
+) -> None:
+    """Store the source fingerprint of records whose source row changed but whose mapped
+    values did not (a column the sync does not send differently, a new DuckDB release...), so
+    the next run skips them without mapping. Nothing is sent for them."""
+    if changes.unchanged.height == 0:
+        return
+    stored = current.select("key", pl.col("source_fingerprint").alias("__stored"))
+    stale = (
+        records.join(changes.unchanged.select(KEY_COLUMN), on=KEY_COLUMN, how="semi")
+        .select(
+            pl.col(KEY_COLUMN).alias("key"),
+            pl.col(FINGERPRINT_COLUMN).alias("fingerprint"),
+            pl.col(SOURCE_FP_COLUMN).alias("source_fingerprint"),
+        )
+        .join(stored, on="key", how="left")
+        .filter(~pl.col("source_fingerprint").eq_missing(pl.col("__stored")))
+    )
+    if stale.height == 0:
+        return
+    state.commit_results(
+        sync,
+        partition,
+        stale.select(
+            "key",
+            "fingerprint",
+            pl.lit(value=True).alias("success"),
+            pl.lit(None, dtype=pl.String).alias("salesforce_id"),
+            pl.lit(None, dtype=pl.String).alias("error_code"),
+            pl.lit(None, dtype=pl.String).alias("error_message"),
+            "source_fingerprint",
+        ),
+    )
 
 
 def _commit_invalid(state: StateStore, sync: str, partition: str, invalid: pl.DataFrame) -> None:

@@ -8,6 +8,8 @@ from typing import Protocol
 
 import polars as pl
 
+from sf_activations.sync.source import DuckDBSource
+
 # Integers up to this many digits fit an Int64 exactly.
 _INT64_DIGITS = 18
 
@@ -73,6 +75,10 @@ class Warehouse(Protocol):
 
     def columns(self, table: str) -> list[str]:
         """The table's column names, in order."""
+        ...
+
+    def source(self, table: str, *, where: RowFilter | None = None) -> DuckDBSource:
+        """The table's rows (optionally one window) as the engine's ``PartitionSource``."""
         ...
 
 

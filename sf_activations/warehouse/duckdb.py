@@ -9,6 +9,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from sf_activations.sync.source import DuckDBSource, quote_identifier
 from sf_activations.warehouse.base import (
     ModelSqlError,
     ModelStats,
@@ -19,10 +20,7 @@ from sf_activations.warehouse.base import (
 
 ConnectionFactory = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
 
-
-def quote_identifier(name: str) -> str:
-    """``a.b`` -> ``"a"."b"``: each part quoted, embedded quotes doubled."""
-    return ".".join('"' + part.replace('"', '""') + '"' for part in name.split("."))
+__all__ = ["DuckDBWarehouse", "quote_identifier"]
 
 
 def _window(where: RowFilter | None) -> tuple[str, list[Any]]:
@@ -123,6 +121,34 @@ class DuckDBWarehouse:
         if not isinstance(frame, pl.DataFrame):  # a single column may come back as a Series
             frame = frame.to_frame()
         return normalize_frame(frame)
+
+    def source(self, table: str, *, where: RowFilter | None = None) -> DuckDBSource:
+        """The table's rows (in ``where`` if given) as the engine's ``PartitionSource``: the
+        engine reads a narrow fingerprint pass first and then only the rows that may differ.
+
+        Raises ``TableNotFound`` now if the table does not exist (its model was never built).
+        """
+        name = quote_identifier(table)
+        with self._connect() as conn:
+            try:
+                conn.query(f"SELECT * FROM {name} LIMIT 0")
+            except duckdb.CatalogException as exc:
+                raise TableNotFound(table, str(exc).strip()) from exc
+            try:
+                # A table has rowid (rows are then fetched by it); a view has not.
+                conn.query(f"SELECT rowid FROM {name} LIMIT 0")
+                has_rowid = True
+            except duckdb.BinderException:
+                has_rowid = False
+        window, params = _window(where)
+        return DuckDBSource(
+            self._connect,
+            name,
+            window.removeprefix(" WHERE "),
+            params,
+            row_id="rowid" if has_rowid else None,
+            post=normalize_frame,
+        )
 
     def columns(self, table: str) -> list[str]:
         """Column names of ``table`` (``TableNotFound`` if it does not exist)."""
