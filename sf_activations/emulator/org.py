@@ -565,8 +565,11 @@ class _Column:
         self.tail.extend(values)
 
     def extend_series(self, values: pl.Series) -> None:
-        """Append many rows at once."""
-        base = self.series()
+        """Append many rows at once (pending scatters stay pending: they address older rows)."""
+        if self.base is None or self.patch or self.tail:
+            self.series()
+        base = self.base
+        assert base is not None
         if base.len() == 0:
             self.base = self._conform(values)
         else:
@@ -2413,10 +2416,12 @@ class Org:
         old = table.gather(name, positions)
         new = new_vals if new_vals.dtype == old.dtype else new_vals.cast(old.dtype)
         changed = old.ne_missing(new)
-        col.scatter(positions, new)
         if not changed.any():
-            return
+            if new.dtype.is_float():  # equal floats may still differ in sign (-0.0 == 0.0)
+                col.scatter(positions, new)
+            return  # an upsert rewriting its keys as stored: nothing to write or re-index
         moved = positions.filter(changed)
+        col.scatter(positions, new)
         table.touch(name, moved)
         idx = table.keys.get(name)
         if idx is None:
