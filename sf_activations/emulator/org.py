@@ -2267,34 +2267,45 @@ class Org:
                     added if isinstance(added, pl.Series) else pl.Series(added, dtype=col.dtype)
                 )
         table.n = start + k
-        if not small:
+        if not small and k * _INDEX_SHARE > start:
             # Rebuilt on first single-record use: a million dict entries per job cost more
             # than the job's own column work.
             table.id_cache = None
             for fname in [f for f in table.keys if f in new]:
                 del table.keys[fname]
-            table.prune()
-        else:
-            lists = {
-                name: added.to_list() if isinstance(added, pl.Series) else added
-                for name, added in new.items()
-            }
-            if table.id_cache is not None:
-                table.id_cache.update(zip(lists["Id"], range(start, start + k), strict=True))
-            obj = self.schema.get(table.name)
-            deleted: list[Any] = lists.get("IsDeleted") or [False] * k
-            for fname, idx in table.keys.items():
-                fd = obj.field(fname) if obj else None
-                values = lists.get(fname)
-                if values is None:
-                    continue
-                ci = fd is not None and fd.key_case_insensitive
-                for offset, v in enumerate(values):
-                    if v is not None and not deleted[offset]:
-                        _idx_add(idx, v.lower() if ci and isinstance(v, str) else v, start + offset)
+        else:  # few rows next to the table: adding them costs less than a rebuild
+            self._index_appended(table, new, start, k)
+        table.prune()
         if self._journal is not None:
             self._journal.append(("ins", table, start, k))
         return start
+
+    def _index_appended(
+        self, table: _Table, new: Mapping[str, pl.Series | list[Any]], start: int, k: int
+    ) -> None:
+        """Add ``k`` rows appended at ``start`` to the id cache and the dict key indexes."""
+
+        def listed(name: str) -> list[Any] | None:
+            added = new.get(name)
+            return added.to_list() if isinstance(added, pl.Series) else added
+
+        if table.id_cache is not None:
+            ids = listed("Id")
+            assert ids is not None
+            table.id_cache.update(zip(ids, range(start, start + k), strict=True))
+        if not table.keys:
+            return
+        obj = self.schema.get(table.name)
+        deleted: list[Any] = listed("IsDeleted") or [False] * k
+        for fname, idx in table.keys.items():
+            fd = obj.field(fname) if obj else None
+            values = listed(fname)
+            if values is None:
+                continue
+            ci = fd is not None and fd.key_case_insensitive
+            for offset, v in enumerate(values):
+                if v is not None and not deleted[offset]:
+                    _idx_add(idx, v.lower() if ci and isinstance(v, str) else v, start + offset)
 
     def _append(self, table: _Table, rows: list[dict[str, Any]]) -> int:
         names: dict[str, None] = {}
