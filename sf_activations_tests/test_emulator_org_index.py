@@ -281,3 +281,28 @@ def test_column_scatters_are_folded_in_write_order() -> None:
     assert col.series().to_list() == expected
     assert col.to_list() == expected
     assert snapshot.to_list() == [f"v{i}" for i in range(100)]  # snapshots stay valid
+
+
+def test_small_inserts_keep_unique_keys_and_ids_right(monkeypatch: pytest.MonkeyPatch) -> None:
+    def scenario(org: Org) -> Rows:
+        ids = seed(org)
+        org.retrieve("Account", ids[0])  # builds the id cache
+        log: Rows = []
+        for job in range(3):
+            keys = ["K1", f"NEW{job}", f"new{job - 1}", f"N{job}", f"n{job}"]
+            out = org.bulk_apply(
+                "Account", "insert", strings(External_Id__c=keys, Name=["x"] * len(keys))
+            )
+            log += outcome_rows(out)
+            # Single-record lookups read the id cache and the unique-key dict.
+            for record_id in out.ids:
+                if record_id is not None:
+                    assert org.retrieve("Account", record_id)["Id"] == record_id
+            record_id, created = org.upsert("Account", "External_Id__c", f"new{job}", {"Name": "y"})
+            log.append((record_id, created, None))
+        return log
+
+    (kept, stored_k), (hashed, stored_h) = both_ways(monkeypatch, scenario)
+    assert kept == hashed and stored_k == stored_h
+    assert kept[0][2] is not None and kept[0][2].startswith("DUPLICATE_VALUE:")
+    assert kept[5][1] is False  # REST upsert of new0 finds the record the Bulk insert made
