@@ -1,12 +1,15 @@
 """One emulated Salesforce org: records, DML semantics, validation and vectorised Bulk ingest.
 
 Storage: per object a ``_Table`` of ``_Column``s, one per field that was ever written (a missing
-column means "all null"). A column is a polars series plus the single-record edits not yet
-folded into it (a position -> value patch and a tail of appended rows), so a Bulk job appends or
-scatters whole series without a Python object per cell, while REST writes stay O(1). The id
-index (18-character id -> position) and the key indexes for external-id / unique / idLookup
-fields are dicts for single-record lookups, built on first use and dropped by large jobs, which
-match their keys with hash joins instead. 1M records x 20 fields take a few hundred MB.
+column means "all null"). A column is a polars series plus the edits not yet folded into it
+(a position -> value patch and a tail of appended rows from single-record writes, and the
+scatters of Bulk jobs), so a Bulk job appends or scatters whole series without a Python object
+per cell, while REST writes stay O(1). The id index (18-character id -> position) and the key
+indexes for external-id / unique / idLookup fields are dicts for single-record lookups, built on
+first use, kept up by jobs that are small next to their table and dropped by larger ones. Bulk
+jobs match their keys column-wise: a job small next to its table against a hash-sorted index
+kept per (field, live records only) (``_SortedKeys``), so its cost follows the job and not the
+org; a larger one by hashing the whole column. 1M records x 20 fields take a few hundred MB.
 
 Every DML surface (REST dicts and Bulk frames) goes through the same pipeline, ``_process``,
 so a rule is implemented once and both surfaces answer alike; only the wording of type errors
