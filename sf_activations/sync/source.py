@@ -103,6 +103,7 @@ class DuckDBSource:
         *,
         row_id: str | None = None,
         post: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
+        columns: dict[str, str] | None = None,
     ) -> None:
         self._connect = connect
         self._relation = relation
@@ -110,7 +111,7 @@ class DuckDBSource:
         self._params = list(params)
         self._row_id = row_id
         self._post = post
-        self._columns: dict[str, str] | None = None
+        self._columns = columns  # known already when the caller looked at the table
 
     @property
     def scheme(self) -> str:
@@ -130,6 +131,7 @@ class DuckDBSource:
             self._params,
             row_id=self._row_id,
             post=both,
+            columns=self._columns,
         )
 
     def columns(self) -> dict[str, str]:

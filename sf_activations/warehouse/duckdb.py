@@ -131,7 +131,8 @@ class DuckDBWarehouse:
         name = quote_identifier(table)
         with self._connect() as conn:
             try:
-                conn.query(f"SELECT * FROM {name} LIMIT 0")
+                rel = conn.query(f"SELECT * FROM {name} LIMIT 0")
+                columns = {c: str(t) for c, t in zip(rel.columns, rel.types, strict=True)}
             except duckdb.CatalogException as exc:
                 raise TableNotFound(table, str(exc).strip()) from exc
             try:
@@ -148,6 +149,7 @@ class DuckDBWarehouse:
             params,
             row_id="rowid" if has_rowid else None,
             post=normalize_frame,
+            columns=columns,
         )
 
     def columns(self, table: str) -> list[str]:
