@@ -3,6 +3,8 @@ retries and exact API-call accounting."""
 
 from __future__ import annotations
 
+import time
+
 import csv
 import io
 from collections.abc import Iterator
@@ -269,6 +271,27 @@ def test_bulk_wait_reports_each_poll_of_a_running_job(
     # At least the two forced ones (a loaded emulator may really be running it for longer).
     assert len(seen) >= 2
     assert set(seen) == {(job, "InProgress")}
+
+
+def test_the_first_poll_of_a_just_closed_job_waits_poll_initial_s(server: EmulatorServer) -> None:
+    creds = credentials_from_connection_file(server.connection_file, "jwt")
+    slept: list[float] = []
+    options = {**FAST, "poll_initial_s": 0.2, "sleep": slept.append}
+    with connect(creds, **options) as c:
+        job = c.bulk_submit("Contact", "insert", b"FirstName,LastName\nAda,Lovelace\n")
+        # Let the emulator finish, so that the poll after the settle finds it done.
+        deadline = time.monotonic() + 10
+        while server.emulator.bulk_jobs.ingest[job].state != "JobComplete":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert c.bulk_wait(job).state == "JobComplete"
+        # One sleep before the first poll (what was left of 0.2 s), then one poll: done.
+        assert len(slept) == 1 and 0 < slept[0] <= 0.2
+        assert calls(c)["bulk_poll"] == 1
+        # A job this client did not just close (found in a journal) is polled at once.
+        slept.clear()
+        assert c.bulk_wait(job).state == "JobComplete"
+        assert slept == []
 
 
 def test_bulk_results_of_a_job_not_seen_finished_fetches_all_three(

@@ -237,6 +237,8 @@ class SalesforceClient:
         # Final infos of jobs seen finished: a finished job never changes, and its counts tell
         # which result files are empty (see bulk_results).
         self._finished_jobs: dict[str, BulkJobInfo] = {}
+        # job id -> when this client closed it (monotonic): the first poll waits a little.
+        self._closed_at: dict[str, float] = {}
         self.bulk_poll_listener: Callable[[BulkJobInfo], None] | None = None
         """Called with the job's info after every poll that finds it still running (progress)."""
 
@@ -568,6 +570,8 @@ class SalesforceClient:
                     content_type="text/csv",
                 )
                 self._bulk_close(job_id)
+                with self._lock:
+                    self._closed_at[job_id] = time.monotonic()
             except SalesforceOutcomeUnknown as exc:
                 # The upload may be half-stored and a job takes only one PUT: drop this job and
                 # start over (nothing runs before close, so nothing was applied).
@@ -633,14 +637,24 @@ class SalesforceClient:
     def bulk_wait(self, job_id: str, *, timeout_s: float = 86400.0) -> BulkJobInfo:
         """Poll until the job has finished (JobComplete, Failed or Aborted) and return its info.
 
-        Polls start after ``poll_initial_s`` and double up to ``poll_max_s``: a small job is seen
-        done within tens of milliseconds, a long one costs one call every few seconds. Each
-        poll that finds the job still running is passed to ``bulk_poll_listener`` if set. A job still
-        running after ``timeout_s`` raises ``SalesforceUnavailable`` (it keeps running; its id is
-        enough to pick it up later).
+        The first poll of a job this client just closed comes ``poll_initial_s`` after the close
+        (a job found in the journal is polled at once); polls then double up to ``poll_max_s``:
+        a small job is seen done within tens of milliseconds, a long one costs one call every
+        few seconds. Each poll that finds the job still running is passed to
+        ``bulk_poll_listener`` if set. A job still running after ``timeout_s`` raises
+        ``SalesforceUnavailable`` (it keeps running; its id is enough to pick it up later).
         """
         deadline = time.monotonic() + timeout_s
         interval = self._poll_initial_s
+        with self._lock:
+            closed_at = self._closed_at.pop(job_id, None)
+        if closed_at is not None:
+            # A job this client has just closed is not done yet: a poll right away would be
+            # a call spent on "InProgress". (A job found in the journal is polled at once.)
+            settle = closed_at + self._poll_initial_s - time.monotonic()
+            if settle > 0:
+                self._sleep(settle)
+            interval = min(interval * 2, self._poll_max_s)
         while True:
             info = self.bulk_job_info(job_id)
             if info.finished:
