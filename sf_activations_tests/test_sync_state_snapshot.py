@@ -155,3 +155,126 @@ def test_one_commit_per_run_keeps_ids_and_counts_attempts(tmp_path: Path) -> Non
             ("c", "f2", "001C", "synced", 0, None),
         ]
         assert fast.equals(from_sqlite(store, "s", "p").sort("key"))
+
+
+# ---------------------------------------------------------------------- adopt (moved records)
+
+
+def keyed(*keys: str) -> pl.Series:
+    return pl.Series("key", list(keys), dtype=pl.String)
+
+
+def test_adopt_moves_rows_and_both_snapshots_stay_true(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    with StateStore(db) as store:
+        first: dict[str, list[tuple[str, str | None, bool, str | None]]] = {
+            "p1": [("a", "fa", True, "001A"), ("b", "fb", False, None), ("c", "fc", True, "001C")],
+            "p2": [("d", "fd", True, "001D")],
+        }
+        for partition, rows in first.items():
+            store.load("s", partition, columns=SNAPSHOT_COLUMNS)
+            store.commit_results("s", partition, outcomes(rows))
+            assert store.save_snapshot("s", partition)
+    with StateStore(db) as store:
+        store.load("s", "p2", columns=SNAPSHOT_COLUMNS)
+        # "d" is p2's already, "z" is nowhere: only a and b move.
+        moved = store.adopt("s", "p2", keyed("a", "b", "d", "z"))
+        assert sorted(moved.rows()) == [
+            ("a", "fa", "001A", "synced", 0, None),
+            ("b", "fb", None, "pending", 1, None),
+        ]
+        store.commit_results("s", "p2", outcomes([("b", "fb2", True, "001B")]))
+        assert store.save_snapshot("s", "p2")
+        # The rows left p1: its snapshot is stale and p1 reads SQLite.
+        assert not store.save_snapshot("s", "p1")
+    with StateStore(db) as store:
+        for partition, keys in (("p1", ["c"]), ("p2", ["a", "b", "d"])):
+            fast = store.load("s", partition, columns=SNAPSHOT_COLUMNS).sort("key")
+            assert fast.equals(from_sqlite(store, "s", partition).sort("key"))
+            assert fast.get_column("key").to_list() == keys
+        assert store.load("s", "p2", columns=("key", "attempts")).sort("key").rows() == [
+            ("a", 0),
+            ("b", 0),
+            ("d", 0),
+        ]
+
+
+def test_an_adoption_alone_is_worth_a_snapshot(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    with StateStore(db) as store:
+        store.commit_results("s", "p1", outcomes([("a", "fa", True, "001A")]))
+        store.load("s", "p2", columns=SNAPSHOT_COLUMNS)
+        assert store.adopt("s", "p2", keyed("a")).height == 1
+        assert store.save_snapshot("s", "p2")
+    [snapshot] = snapshots(db)
+    assert pl.read_ipc(snapshot).rows() == [("a", "fa", "001A", "synced", 0, None)]
+    with StateStore(db) as store:
+        assert store.load("s", "p2", columns=SNAPSHOT_COLUMNS).equals(from_sqlite(store, "s", "p2"))
+        assert store.load("s", "p1", columns=("key",)).height == 0
+
+
+def test_a_parallel_run_of_the_partition_left_saves_no_stale_snapshot(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    with StateStore(db) as setup:
+        setup.load("s", "p1", columns=SNAPSHOT_COLUMNS)
+        setup.commit_results(
+            "s", "p1", outcomes([("a", "fa", True, "001A"), ("b", "fb", True, "001B")])
+        )
+        assert setup.save_snapshot("s", "p1")
+    with StateStore(db) as run1, StateStore(db) as run2:
+        loaded = run1.load("s", "p1", columns=SNAPSHOT_COLUMNS)
+        assert loaded.height == 2
+        # run2 (partition p2, another process) adopts "a" while run1 is between load and save.
+        assert run2.adopt("s", "p2", keyed("a")).height == 1
+        run1.commit_results("s", "p1", outcomes([("b", "fb2", True, None)]))
+        assert not run1.save_snapshot("s", "p1")
+        assert run1.load("s", "p1", columns=SNAPSHOT_COLUMNS).rows() == [
+            ("b", "fb2", "001B", "synced", 0, None)
+        ]
+
+
+def test_adopt_under_random_moves_matches_sqlite(tmp_path: Path) -> None:
+    """Runs as the engine makes them: commit keys the partition holds or nobody holds, adopt
+    some keys, commit outcomes for keys it now holds; the snapshot equals SQLite throughout."""
+    db = tmp_path / "state.db"
+    rng = random.Random(11)
+    keys = [f"k{i}" for i in range(40)]
+    partitions = ["p1", "p2", "p3"]
+
+    def held(store: StateStore) -> dict[str, str]:
+        return {k: p for p in partitions for (k,) in store.load("s", p, columns=("key",)).rows()}
+
+    moved = 0
+    for run in range(10):
+        partition = rng.choice(partitions)
+        with StateStore(db) as store:
+            loaded = store.load("s", partition, columns=SNAPSHOT_COLUMNS)
+            assert loaded.sort("key").equals(from_sqlite(store, "s", partition).sort("key"))
+            owner = held(store)
+            free = [k for k in keys if owner.get(k, partition) == partition]
+            store.commit_results(
+                "s",
+                partition,
+                outcomes([(k, f"fp{run}", rng.random() < 0.7, None) for k in rng.sample(free, 5)]),
+            )
+            moved += store.adopt("s", partition, pl.Series("key", rng.sample(keys, 12))).height
+            mine = sorted(held(store).items())
+            store.commit_results(
+                "s",
+                partition,
+                outcomes(
+                    [
+                        (k, f"fq{run}", rng.random() < 0.7, rng.choice([None, f"001{k}"]))
+                        for k, p in mine
+                        if p == partition and rng.random() < 0.5
+                    ]
+                ),
+            )
+            assert store.save_snapshot("s", partition)
+            everywhere = pl.concat([store.load("s", p, columns=("key",)) for p in partitions])
+            assert everywhere.get_column("key").is_unique().all()
+    assert moved > 10
+    with StateStore(db) as store:
+        for partition in partitions:
+            fast = store.load("s", partition, columns=SNAPSHOT_COLUMNS).sort("key")
+            assert fast.equals(from_sqlite(store, "s", partition).sort("key"))

@@ -32,7 +32,7 @@ from sf_activations.sync.mapping import (
 )
 from sf_activations.sync.model import SalesforcePort
 from sf_activations.sync.plan import PlanContext, plan_sync
-from sf_activations.sync.prefilter import read_partition
+from sf_activations.sync.prefilter import PartitionRead, read_partition
 from sf_activations.sync.report import SAMPLE_SIZE, SyncReport
 from sf_activations.sync.source import SOURCE_FP_COLUMN, PartitionSource, frame_source
 from sf_activations.sync.spec import SyncSpec
@@ -110,6 +110,15 @@ def run_sync_partition(
         records = with_fingerprints(mapped.records, headers)
 
     with phases("diff"):
+        current, picked = _adopt_moves(
+            state,
+            spec,
+            partition,
+            records=records,
+            invalid=mapped.invalid,
+            current=current,
+            picked=picked,
+        )
         invalid_keys = mapped.invalid.get_column("key").drop_nulls()
         changes = compute_changes(
             records, picked.state, max_attempts=spec.max_attempts, invalid_keys=invalid_keys
@@ -192,6 +201,39 @@ def run_sync_partition(
     )
     say(report.summary())
     return report
+
+
+def _adopt_moves(
+    state: StateStore,
+    spec: SyncSpec,
+    partition: str,
+    *,
+    records: pl.DataFrame,
+    invalid: pl.DataFrame,
+    current: pl.DataFrame,
+    picked: PartitionRead,
+) -> tuple[pl.DataFrame, PartitionRead]:
+    """``current`` and ``picked`` with the state of records that moved here from another time
+    partition (``StateStore.adopt``): the diff then knows them (unchanged, changed or to
+    retry) instead of taking them for new, and the partition they left keeps no stale copy.
+
+    Only time partitions move keys (one partition has nowhere to move from; a key's hash
+    bucket never changes), so other syncs skip the look-up. The adopted rows keep their
+    source fingerprint: it is the fingerprint of the row Salesforce holds, wherever it lives.
+    """
+    if spec.partitions.kind != "time":
+        return current, picked
+    keys = pl.concat(
+        [records.get_column(KEY_COLUMN).cast(pl.String), invalid.get_column("key").cast(pl.String)]
+    )
+    new = keys.filter(~keys.is_in(current.get_column("key").implode()))
+    adopted = state.adopt(spec.name, partition, new)
+    if adopted.height == 0:
+        return current, picked
+    adopted = adopted.select(current.columns).cast(pl.Schema(current.schema))
+    return pl.concat([current, adopted]), replace(
+        picked, state=pl.concat([picked.state, adopted.select(picked.state.columns)])
+    )
 
 
 def _with_skipped(changes: ChangeSet, skipped: pl.DataFrame) -> ChangeSet:

@@ -3,7 +3,9 @@
 SQLite in WAL mode lets partitions running in different processes read while one writes; each
 write is a short ``BEGIN IMMEDIATE`` transaction and ``busy_timeout`` makes a second writer wait
 for the lock instead of failing. Each (sync, partition) writes only its own rows, so parallel
-partitions never contend for the same state, only briefly for the file's write lock.
+partitions never contend for the same state, only briefly for the file's write lock. The one
+exception is ``adopt``: a record that moved to another time partition takes its row along
+(see there why that stays safe next to a parallel run of the partition it left).
 
 The journal is what makes a crash harmless (invariant 1): an entry with the records' keys and
 fingerprints is written *before* a Bulk job is submitted, the job id right after, and the entry
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import sqlite3
 import uuid
@@ -86,6 +89,7 @@ CREATE TABLE IF NOT EXISTS record_state (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS record_state_pending ON record_state (sync, partition)
     WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS record_state_key ON record_state (sync, key);
 CREATE TABLE IF NOT EXISTS bulk_jobs (
     entry_id TEXT PRIMARY KEY,
     job_id TEXT,
@@ -176,7 +180,8 @@ def now_iso() -> str:
 
 class StateStore:
     """Per-record sync state in one SQLite file (WAL mode), safe for parallel partitions in
-    different processes (each (sync, partition) writes only its own rows; writes in transactions).
+    different processes (each (sync, partition) writes only its own rows, except the rows of
+    records that moved in, see ``adopt``; writes in transactions).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout_s: float = 120.0) -> None:
@@ -293,19 +298,20 @@ class StateStore:
     def save_snapshot(self, sync: str, partition: str) -> bool:
         """Write the partition's snapshot for its current generation; True if written.
 
-        Built from the frame the last ``load`` returned plus the outcomes this store committed
-        since, with SQLite's rules (a success stores the fingerprint and keeps the old Id when
-        it has none, resets attempts; a failure stores the fingerprint, keeps the Id, counts
-        the attempt). Nothing is written when the partition was not loaded through this store,
-        when another writer (or ``forget``) touched it since, or when nothing changed.
+        Built from the frame the last ``load`` returned plus the rows ``adopt`` moved in and
+        the outcomes this store committed since, with SQLite's rules (a success stores the
+        fingerprint and keeps the old Id when it has none, resets attempts; a failure stores
+        the fingerprint, keeps the Id, counts the attempt). Nothing is written when the
+        partition was not loaded through this store, when another writer (or ``forget``, or
+        an ``adopt`` that moved rows out) touched it since, or when nothing changed.
         """
         tracked = self._tracked.get((sync, partition))
-        if tracked is None or tracked.broken or not tracked.events:
+        if tracked is None or tracked.broken or not (tracked.events or tracked.moved_in):
             return False
         if self._generation(sync, partition) != tracked.generation:
             self._tracked.pop((sync, partition), None)
             return False
-        frame = _apply_events(tracked.base, tracked.events)
+        frame = _apply_events(tracked.base, tracked.events) if tracked.events else tracked.base
         target = self._snapshot_path(sync, partition, tracked.generation)
         self._snapshots.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f"{target.name}.{uuid.uuid4().hex}.tmp")
@@ -466,6 +472,125 @@ class StateStore:
         # Rare (deletes and moves): the next load reads SQLite and starts a fresh snapshot.
         self._tracked.pop((sync, partition), None)
 
+    def adopt(self, sync: str, partition: str, keys: pl.Series) -> pl.DataFrame:
+        """Move the state of ``keys`` that other partitions of ``sync`` hold into ``partition``
+        and return the moved rows (``SNAPSHOT_COLUMNS``).
+
+        For time partitions, where a record moves when its timestamp changes: the record keeps
+        its fingerprint, Salesforce Id, status, attempts and source fingerprint, so the diff
+        sees a record it knows (unchanged, changed or to retry) instead of a new one, and the
+        partition it left keeps no stale copy (which would later call the record "unchanged"
+        while Salesforce holds what another partition sent). Keys ``partition`` already holds
+        are left alone. A key held by several other partitions (state written before moves
+        were adopted) takes the most recently updated row; the older copies are dropped.
+
+        The look-up is a read (index ``record_state_key``) and takes no lock; only keys found
+        elsewhere are moved, in one ``BEGIN IMMEDIATE`` transaction that bumps the generation
+        of every partition it touches. This is the one write to another partition's rows, and
+        it stays safe next to a run of that partition in another process: SQLite serializes the
+        move with every other writer, so at every commit a row is in exactly one partition; and
+        the bumped generation means the other run's loaded frame no longer matches its
+        partition, so neither its ``load`` nor its ``save_snapshot`` serves that frame again
+        (``_track`` sees the gap) and its next load reads SQLite. Its commits are upserts by
+        key: it writes a row back only for a key its own source still holds, which is a key in
+        two partitions of the model at once (as before moves were adopted, each partition then
+        keeps its own row).
+        """
+        wanted = keys.cast(pl.String).drop_nulls().unique()
+        empty = pl.DataFrame(schema={c: STATE_SCHEMA[c] for c in SNAPSHOT_COLUMNS})
+        if wanted.len() == 0 or not self._has_other_partitions(sync, partition):
+            return empty
+        found = self._held_elsewhere(sync, partition, wanted.to_list())
+        if not found:
+            return empty
+        stamp = now_iso()
+        with self._write() as conn:
+            # Again under the write lock: another run may have moved or written them since.
+            rows = self._held_elsewhere(sync, partition, sorted({k for k, _, _ in found}))
+            latest: dict[str, tuple[str, str]] = {}
+            for key, source, updated_at in rows:
+                best = latest.get(key)
+                if best is None or (updated_at, source) > best:
+                    latest[key] = (updated_at, source)
+            moves = [(partition, stamp, sync, source, key) for key, (_, source) in latest.items()]
+            drops = [(sync, source, key) for key, source, _ in rows if latest[key][1] != source]
+            conn.executemany(
+                "UPDATE record_state SET partition = ?, updated_at = ?"
+                " WHERE sync = ? AND partition = ? AND key = ?",
+                moves,
+            )
+            conn.executemany(
+                "DELETE FROM record_state WHERE sync = ? AND partition = ? AND key = ?", drops
+            )
+            touched = {source for _, source, _ in rows}
+            for source in sorted(touched):
+                self._bump(conn, sync, source)
+            generation = self._bump(conn, sync, partition) if moves else None
+            adopted = pl.DataFrame(
+                conn.execute(
+                    f"SELECT {', '.join(f'r.{c}' for c in SNAPSHOT_COLUMNS)} FROM json_each(?) AS j"
+                    " CROSS JOIN record_state AS r"
+                    " WHERE r.sync = ? AND r.partition = ? AND r.key = j.value",
+                    (json.dumps(sorted(latest)), sync, partition),
+                ).fetchall(),
+                schema=empty.schema,
+                orient="row",
+            )
+        for source in touched:
+            # Rare: the next load of a partition that rows left reads SQLite and starts afresh.
+            self._tracked.pop((sync, source), None)
+        if generation is not None:
+            self._track_adopted(sync, partition, generation, adopted)
+        return adopted
+
+    def _has_other_partitions(self, sync: str, partition: str) -> bool:
+        """Whether any partition of ``sync`` besides ``partition`` holds state (two seeks on
+        the primary key, not a scan of ``partition``'s rows)."""
+        for op in ("<", ">"):
+            row = self._conn.execute(
+                f"SELECT 1 FROM record_state WHERE sync = ? AND partition {op} ? LIMIT 1",
+                (sync, partition),
+            ).fetchone()
+            if row is not None:
+                return True
+        return False
+
+    def _held_elsewhere(
+        self, sync: str, partition: str, keys: Sequence[str]
+    ) -> list[tuple[str, str, str]]:
+        """(key, partition, updated_at) of the rows of ``keys`` in other partitions of
+        ``sync``, for keys ``partition`` does not hold. One statement: the keys go in as one
+        JSON array and are looked up by ``record_state_key``."""
+        cur = self._conn.execute(
+            # CROSS JOIN keeps the keys the outer loop: SQLite would otherwise scan the sync's
+            # rows and the JSON array for each.
+            "SELECT r.key, r.partition, r.updated_at FROM json_each(?) AS j"
+            " CROSS JOIN record_state AS r INDEXED BY record_state_key"
+            " WHERE r.sync = ? AND r.key = j.value AND r.partition <> ? AND NOT EXISTS (SELECT 1 FROM record_state AS t"
+            " WHERE t.sync = r.sync AND t.partition = ? AND t.key = r.key)",
+            (json.dumps(list(keys)), sync, partition, partition),
+        )
+        return [(str(k), str(p), str(u)) for k, p, u in cur.fetchall()]
+
+    def _track_adopted(
+        self, sync: str, partition: str, generation: int, adopted: pl.DataFrame
+    ) -> None:
+        """Keep the partition's tracked frame (see ``save_snapshot``) in step with a move in."""
+        tracked = self._tracked.get((sync, partition))
+        if tracked is None or tracked.broken:
+            return
+        if generation != tracked.generation + 1:
+            tracked.broken = True
+            return
+        # Fold what was committed so far, then add the moved rows: none of their keys was in
+        # the partition (checked under the write lock), so a plain concat is exact.
+        base = _apply_events(tracked.base, tracked.events) if tracked.events else tracked.base
+        self._tracked[(sync, partition)] = _Tracked(
+            generation=generation,
+            base=pl.concat([base, adopted.cast(pl.Schema(base.schema))]),
+            moved_in=True,
+        )
+
     # ------------------------------------------------------------------ bulk job journal
 
     def journal_open(
@@ -575,6 +700,7 @@ class _Tracked:
     base: pl.DataFrame  # SNAPSHOT_COLUMNS as loaded (before ``events``)
     events: list[pl.DataFrame] = field(default_factory=list)
     broken: bool = False
+    moved_in: bool = False  # ``base`` holds rows ``adopt`` moved in since the last snapshot
 
 
 def _digest(sync: str, partition: str) -> str:

@@ -1,0 +1,143 @@
+"""A record whose time partition changes is a move: its state goes with it, no stale copy stays.
+
+Time partitions are windows of a timestamp column; when a row's timestamp changes, its key
+leaves one partition and appears in another. The state of the key (fingerprint, Salesforce Id,
+status, attempts) must follow it, or the partition it left keeps a stale copy that later says
+"unchanged" while Salesforce holds the other partition's values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import polars as pl
+
+from sf_activations.sync.model import RecordError
+from sf_activations.sync.run import run_sync_partition
+from sf_activations.sync.spec import FieldMapping, PartitionSpec, SyncKey, SyncSpec
+from sf_activations.sync.state import RESULT_SCHEMA, StateStore
+from sf_activations_tests.test_sync_fakes import FakeSalesforce
+
+P1, P2, P3 = "2026-01-01", "2026-01-02", "2026-01-03"
+
+
+def time_spec(**overrides: Any) -> SyncSpec:
+    base: dict[str, Any] = {
+        "name": "contacts",
+        "source_model": "dim_contacts",
+        "sobject": "Contact",
+        "behavior": "update_or_create",
+        "key": SyncKey(source="id", target="Ext_Id__c"),
+        "mappings": (FieldMapping("last_name", "LastName"), FieldMapping("score", "Score__c")),
+        "partitions": PartitionSpec(kind="time"),
+        "rest_threshold": 0,
+    }
+    base.update(overrides)
+    return SyncSpec(**base)
+
+
+def rows(*records: tuple[str, str, float]) -> pl.DataFrame:
+    return pl.DataFrame(
+        [list(r) for r in records],
+        schema={"id": pl.String, "last_name": pl.String, "score": pl.Float64},
+        orient="row",
+    )
+
+
+def where_is(state: StateStore, key: str) -> list[tuple[str, str | None, str]]:
+    """(partition, Salesforce Id, status) of every state row of ``key``."""
+    out = []
+    for partition in state.partitions("contacts"):
+        frame = state.load("contacts", partition, columns=("key", "salesforce_id", "status"))
+        out += [(partition, sid, st) for k, sid, st in frame.rows() if k == key]
+    return out
+
+
+def test_a_record_moving_back_with_its_old_values_is_written_again(state: StateStore) -> None:
+    fake = FakeSalesforce()
+    spec = time_spec()
+    run_sync_partition(spec, rows(("K", "A", 1.0)), fake, state, partition=P1)
+    # Its timestamp changes: K leaves P1 for P2 with other values...
+    moved = run_sync_partition(spec, rows(("K", "B", 2.0)), fake, state, partition=P2)
+    assert (moved.created, moved.updated) == (0, 1)
+    assert fake.contact("K")["LastName"] == "B"
+    # ...and comes back to P1 with the values P1 sent last: Salesforce holds B, so A is sent.
+    back = run_sync_partition(spec, rows(("K", "A", 1.0)), fake, state, partition=P1)
+    assert (back.created, back.updated, back.unchanged) == (0, 1, 0)
+    assert fake.contact("K")["LastName"] == "A"
+    assert len(fake.records["Contact"]) == 1
+    assert where_is(state, "K") == [(P1, fake.contact("K")["Id"], "synced")]
+
+
+def test_a_move_with_the_same_values_sends_nothing_and_keeps_the_id(state: StateStore) -> None:
+    fake = FakeSalesforce()
+    spec = time_spec()
+    run_sync_partition(spec, rows(("K", "A", 1.0), ("L", "L", 3.0)), fake, state, partition=P1)
+    sid = fake.contact("K")["Id"]
+    before = dict(fake.calls)
+    moved = run_sync_partition(spec, rows(("K", "A", 1.0)), fake, state, partition=P2)
+    assert (moved.created, moved.updated, moved.unchanged) == (0, 0, 1)
+    assert moved.bulk_job_ids == []
+    assert {k: v - before.get(k, 0) for k, v in fake.calls.items() if v != before.get(k, 0)} == {
+        "describe": 1
+    }
+    assert where_is(state, "K") == [(P2, sid, "synced")]
+    assert where_is(state, "L") == [(P1, fake.contact("L")["Id"], "synced")]
+    # The next run of P2 skips it at the source: the source fingerprint moved with it.
+    again = run_sync_partition(spec, rows(("K", "A", 1.0)), fake, state, partition=P2)
+    assert (again.unchanged, again.updated) == (1, 0)
+    # P1 no longer counts K as its own.
+    p1 = run_sync_partition(spec, rows(("L", "L", 3.0)), fake, state, partition=P1)
+    assert (p1.unchanged, p1.updated, p1.created) == (1, 0, 0)
+
+
+def test_a_pending_record_moves_with_its_attempts(state: StateStore) -> None:
+    def no_negative(_sobject: str, values: Mapping[str, Any]) -> RecordError | None:
+        if values.get("Score__c") == "-1":
+            return RecordError("FIELD_CUSTOM_VALIDATION_EXCEPTION", "Score must be positive")
+        return None
+
+    fake = FakeSalesforce(reject=no_negative)
+    spec = time_spec(max_attempts=2)
+    for _ in range(2):
+        run_sync_partition(spec, rows(("K", "A", -1.0)), fake, state, partition=P1)
+    assert where_is(state, "K") == [(P1, None, "pending")]
+    # Same data in another partition: still held after two attempts, not a fresh record.
+    moved = run_sync_partition(spec, rows(("K", "A", -1.0)), fake, state, partition=P2)
+    assert (moved.held, moved.rejected, moved.created) == (1, 0, 0)
+    errors = state.load("contacts", P2, columns=("key", "attempts", "error_code")).rows()
+    assert errors == [("K", 2, "FIELD_CUSTOM_VALIDATION_EXCEPTION")]
+    assert fake.sent["K"] == 2
+
+
+def test_stale_copies_in_several_partitions_leave_one_row(state: StateStore) -> None:
+    """State written before moves were adopted may hold a key in several partitions: the
+    latest row moves, the older copies go."""
+    fake = FakeSalesforce()
+    spec = time_spec()
+    run_sync_partition(spec, rows(("K", "A", 1.0)), fake, state, partition=P1)
+    sid = fake.contact("K")["Id"]
+    # A copy written later by another partition, as the engine did before moves were adopted.
+    state.commit_results(
+        "contacts",
+        P2,
+        pl.DataFrame(
+            [("K", "stale-fingerprint", True, sid, None, None)], schema=RESULT_SCHEMA, orient="row"
+        ),
+    )
+    report = run_sync_partition(spec, rows(("K", "A", 1.0)), fake, state, partition=P3)
+    # P2's row is the latest: adopted with its fingerprint, so the record is sent again.
+    assert (report.updated, report.created) == (1, 0)
+    assert where_is(state, "K") == [(P3, sid, "synced")]
+    assert state.counts("contacts") == {"synced": 1, "pending": 0}
+
+
+def test_unpartitioned_and_hash_syncs_never_adopt(state: StateStore) -> None:
+    """Only time partitions move keys: other syncs keep one row per (partition, key)."""
+    fake = FakeSalesforce()
+    for kind in ("none", "hash"):
+        spec = time_spec(name=f"c_{kind}", partitions=PartitionSpec(kind=kind))  # type: ignore[arg-type]
+        run_sync_partition(spec, rows(("K", "A", 1.0)), fake, state, partition="b00")
+        run_sync_partition(spec, rows(("K", "A", 1.0)), fake, state, partition="b01")
+        assert state.partitions(spec.name) == ["b00", "b01"]
