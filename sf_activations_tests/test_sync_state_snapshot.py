@@ -168,31 +168,35 @@ def test_adopt_moves_rows_and_both_snapshots_stay_true(tmp_path: Path) -> None:
     db = tmp_path / "state.db"
     with StateStore(db) as store:
         first: dict[str, list[tuple[str, str | None, bool, str | None]]] = {
-            "p1": [("a", "fa", True, "001A"), ("b", "fb", False, None), ("c", "fc", True, "001C")],
-            "p2": [("d", "fd", True, "001D")],
+            "2026-01-01": [
+                ("a", "fa", True, "001A"),
+                ("b", "fb", False, None),
+                ("c", "fc", True, "001C"),
+            ],
+            "2026-01-02": [("d", "fd", True, "001D")],
         }
         for partition, rows in first.items():
             store.load("s", partition, columns=SNAPSHOT_COLUMNS)
             store.commit_results("s", partition, outcomes(rows))
             assert store.save_snapshot("s", partition)
     with StateStore(db) as store:
-        store.load("s", "p2", columns=SNAPSHOT_COLUMNS)
+        store.load("s", "2026-01-02", columns=SNAPSHOT_COLUMNS)
         # "d" is p2's already, "z" is nowhere: only a and b move.
-        moved = store.adopt("s", "p2", keyed("a", "b", "d", "z"))
+        moved = store.adopt("s", "2026-01-02", keyed("a", "b", "d", "z"))
         assert sorted(moved.rows()) == [
             ("a", "fa", "001A", "synced", 0, None),
             ("b", "fb", None, "pending", 1, None),
         ]
-        store.commit_results("s", "p2", outcomes([("b", "fb2", True, "001B")]))
-        assert store.save_snapshot("s", "p2")
+        store.commit_results("s", "2026-01-02", outcomes([("b", "fb2", True, "001B")]))
+        assert store.save_snapshot("s", "2026-01-02")
         # The rows left p1: its snapshot is stale and p1 reads SQLite.
-        assert not store.save_snapshot("s", "p1")
+        assert not store.save_snapshot("s", "2026-01-01")
     with StateStore(db) as store:
-        for partition, keys in (("p1", ["c"]), ("p2", ["a", "b", "d"])):
+        for partition, keys in (("2026-01-01", ["c"]), ("2026-01-02", ["a", "b", "d"])):
             fast = store.load("s", partition, columns=SNAPSHOT_COLUMNS).sort("key")
             assert fast.equals(from_sqlite(store, "s", partition).sort("key"))
             assert fast.get_column("key").to_list() == keys
-        assert store.load("s", "p2", columns=("key", "attempts")).sort("key").rows() == [
+        assert store.load("s", "2026-01-02", columns=("key", "attempts")).sort("key").rows() == [
             ("a", 0),
             ("b", 0),
             ("d", 0),
@@ -202,33 +206,35 @@ def test_adopt_moves_rows_and_both_snapshots_stay_true(tmp_path: Path) -> None:
 def test_an_adoption_alone_is_worth_a_snapshot(tmp_path: Path) -> None:
     db = tmp_path / "state.db"
     with StateStore(db) as store:
-        store.commit_results("s", "p1", outcomes([("a", "fa", True, "001A")]))
-        store.load("s", "p2", columns=SNAPSHOT_COLUMNS)
-        assert store.adopt("s", "p2", keyed("a")).height == 1
-        assert store.save_snapshot("s", "p2")
+        store.commit_results("s", "2026-01-01", outcomes([("a", "fa", True, "001A")]))
+        store.load("s", "2026-01-02", columns=SNAPSHOT_COLUMNS)
+        assert store.adopt("s", "2026-01-02", keyed("a")).height == 1
+        assert store.save_snapshot("s", "2026-01-02")
     [snapshot] = snapshots(db)
     assert pl.read_ipc(snapshot).rows() == [("a", "fa", "001A", "synced", 0, None)]
     with StateStore(db) as store:
-        assert store.load("s", "p2", columns=SNAPSHOT_COLUMNS).equals(from_sqlite(store, "s", "p2"))
-        assert store.load("s", "p1", columns=("key",)).height == 0
+        assert store.load("s", "2026-01-02", columns=SNAPSHOT_COLUMNS).equals(
+            from_sqlite(store, "s", "2026-01-02")
+        )
+        assert store.load("s", "2026-01-01", columns=("key",)).height == 0
 
 
 def test_a_parallel_run_of_the_partition_left_saves_no_stale_snapshot(tmp_path: Path) -> None:
     db = tmp_path / "state.db"
     with StateStore(db) as setup:
-        setup.load("s", "p1", columns=SNAPSHOT_COLUMNS)
+        setup.load("s", "2026-01-01", columns=SNAPSHOT_COLUMNS)
         setup.commit_results(
-            "s", "p1", outcomes([("a", "fa", True, "001A"), ("b", "fb", True, "001B")])
+            "s", "2026-01-01", outcomes([("a", "fa", True, "001A"), ("b", "fb", True, "001B")])
         )
-        assert setup.save_snapshot("s", "p1")
+        assert setup.save_snapshot("s", "2026-01-01")
     with StateStore(db) as run1, StateStore(db) as run2:
-        loaded = run1.load("s", "p1", columns=SNAPSHOT_COLUMNS)
+        loaded = run1.load("s", "2026-01-01", columns=SNAPSHOT_COLUMNS)
         assert loaded.height == 2
         # run2 (partition p2, another process) adopts "a" while run1 is between load and save.
-        assert run2.adopt("s", "p2", keyed("a")).height == 1
-        run1.commit_results("s", "p1", outcomes([("b", "fb2", True, None)]))
-        assert not run1.save_snapshot("s", "p1")
-        assert run1.load("s", "p1", columns=SNAPSHOT_COLUMNS).rows() == [
+        assert run2.adopt("s", "2026-01-02", keyed("a")).height == 1
+        run1.commit_results("s", "2026-01-01", outcomes([("b", "fb2", True, None)]))
+        assert not run1.save_snapshot("s", "2026-01-01")
+        assert run1.load("s", "2026-01-01", columns=SNAPSHOT_COLUMNS).rows() == [
             ("b", "fb2", "001B", "synced", 0, None)
         ]
 
@@ -239,7 +245,7 @@ def test_adopt_under_random_moves_matches_sqlite(tmp_path: Path) -> None:
     db = tmp_path / "state.db"
     rng = random.Random(11)
     keys = [f"k{i}" for i in range(40)]
-    partitions = ["p1", "p2", "p3"]
+    partitions = ["2026-01-01", "2026-01-02", "2026-01-03"]
 
     def held(store: StateStore) -> dict[str, str]:
         return {k: p for p in partitions for (k,) in store.load("s", p, columns=("key",)).rows()}

@@ -89,7 +89,10 @@ CREATE TABLE IF NOT EXISTS record_state (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS record_state_pending ON record_state (sync, partition)
     WHERE status = 'pending';
-CREATE INDEX IF NOT EXISTS record_state_key ON record_state (sync, key);
+-- Time partition keys start with a digit (2026-01-31, 2026-01-31-10:00): only their rows are
+-- looked up by key across partitions (adopt), so only they pay for this index.
+CREATE INDEX IF NOT EXISTS record_state_time_key ON record_state (sync, key)
+    WHERE partition GLOB '[0-9]*';
 CREATE TABLE IF NOT EXISTS bulk_jobs (
     entry_id TEXT PRIMARY KEY,
     job_id TEXT,
@@ -484,7 +487,7 @@ class StateStore:
         are left alone. A key held by several other partitions (state written before moves
         were adopted) takes the most recently updated row; the older copies are dropped.
 
-        The look-up is a read (index ``record_state_key``) and takes no lock; only keys found
+        The look-up is a read (index ``record_state_time_key``, time partitions only) and takes no lock; only keys found
         elsewhere are moved, in one ``BEGIN IMMEDIATE`` transaction that bumps the generation
         of every partition it touches. This is the one write to another partition's rows, and
         it stays safe next to a run of that partition in another process: SQLite serializes the
@@ -560,13 +563,14 @@ class StateStore:
     ) -> list[tuple[str, str, str]]:
         """(key, partition, updated_at) of the rows of ``keys`` in other partitions of
         ``sync``, for keys ``partition`` does not hold. One statement: the keys go in as one
-        JSON array and are looked up by ``record_state_key``."""
+        JSON array and are looked up by ``record_state_time_key``."""
         cur = self._conn.execute(
             # CROSS JOIN keeps the keys the outer loop: SQLite would otherwise scan the sync's
             # rows and the JSON array for each.
             "SELECT r.key, r.partition, r.updated_at FROM json_each(?) AS j"
-            " CROSS JOIN record_state AS r INDEXED BY record_state_key"
-            " WHERE r.sync = ? AND r.key = j.value AND r.partition <> ? AND NOT EXISTS (SELECT 1 FROM record_state AS t"
+            " CROSS JOIN record_state AS r INDEXED BY record_state_time_key"
+            " WHERE r.sync = ? AND r.key = j.value AND r.partition GLOB '[0-9]*'"
+            " AND r.partition <> ? AND NOT EXISTS (SELECT 1 FROM record_state AS t"
             " WHERE t.sync = r.sync AND t.partition = ? AND t.key = r.key)",
             (json.dumps(list(keys)), sync, partition, partition),
         )
