@@ -326,8 +326,11 @@ def _forget_aliases(
     )
     if confirmed.height == 0 or current.height == 0:
         return
+    ids = confirmed.get_column("salesforce_id")
     stale = (
-        current.select("key", "salesforce_id")
+        # Narrow first (one pass over the partition), then join the few candidates.
+        current.filter(pl.col("salesforce_id").is_in(ids.implode()))
+        .select("key", "salesforce_id")
         .join(confirmed, on="salesforce_id", how="inner")
         .filter(pl.col("key") != pl.col("__confirmed_key"))
         .get_column("key")
