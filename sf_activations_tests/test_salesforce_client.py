@@ -3,10 +3,9 @@ retries and exact API-call accounting."""
 
 from __future__ import annotations
 
-import time
-
 import csv
 import io
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 
