@@ -284,3 +284,54 @@ def test_adopt_under_random_moves_matches_sqlite(tmp_path: Path) -> None:
         for partition in partitions:
             fast = store.load("s", partition, columns=SNAPSHOT_COLUMNS).sort("key")
             assert fast.equals(from_sqlite(store, "s", partition).sort("key"))
+
+
+def test_small_changes_are_saved_as_a_delta_next_to_the_last_full_snapshot(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "state.db"
+    keys = [f"k{i:03d}" for i in range(100)]
+    with StateStore(db) as store:
+        store.load("s", "p", columns=SNAPSHOT_COLUMNS)
+        store.commit_results("s", "p", outcomes([(k, "f0", True, f"001{k}") for k in keys]))
+        assert store.save_snapshot("s", "p")
+    assert [p.name.count(".delta.") for p in snapshots(db)] == [0]
+
+    rng = random.Random(3)
+    kinds: list[str] = []
+    for run in range(1, 9):
+        with StateStore(db) as store:
+            store.load("s", "p", columns=SNAPSHOT_COLUMNS)
+            # 6 records a run, some refused: 4 runs stay under DELTA_SHARE (25 of 100 rows).
+            rows: list[tuple[str, str | None, bool, str | None]] = [
+                (k, f"f{run}", rng.random() < 0.8, None) for k in rng.sample(keys, 6)
+            ]
+            store.commit_results("s", "p", outcomes(rows))
+            assert store.save_snapshot("s", "p")
+        files = snapshots(db)
+        kinds.append("delta" if any(".delta." in p.name for p in files) else "full")
+        assert len(files) == (2 if kinds[-1] == "delta" else 1)
+        with StateStore(db) as store:
+            fast = store.load("s", "p", columns=SNAPSHOT_COLUMNS).sort("key")
+            assert fast.equals(from_sqlite(store, "s", "p").sort("key"))
+    assert kinds[0] == "delta" and "full" in kinds
+    # After a full snapshot the next small change is a delta again.
+    assert kinds[kinds.index("full") + 1] == "delta"
+
+
+def test_a_missing_base_snapshot_falls_back_to_sqlite(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    with StateStore(db) as store:
+        store.load("s", "p", columns=SNAPSHOT_COLUMNS)
+        store.commit_results("s", "p", outcomes([(f"k{i}", "f", True, "001") for i in range(40)]))
+        assert store.save_snapshot("s", "p")
+        store.load("s", "p", columns=SNAPSHOT_COLUMNS)
+        store.commit_results("s", "p", outcomes([("k1", "g", False, None)]))
+        assert store.save_snapshot("s", "p")
+    full = [p for p in snapshots(db) if ".delta." not in p.name]
+    assert len(full) == 1
+    full[0].unlink()
+    with StateStore(db) as store:
+        got = store.load("s", "p", columns=SNAPSHOT_COLUMNS).sort("key")
+        assert got.equals(from_sqlite(store, "s", "p").sort("key"))
+        assert got.filter(pl.col("key") == "k1").get_column("status").to_list() == ["pending"]

@@ -124,6 +124,10 @@ ON CONFLICT (sync, partition) DO UPDATE SET generation = generation + 1
 RETURNING generation
 """
 
+DELTA_SHARE = 0.25
+"""A snapshot is saved as the changed rows next to the last full one while they stay under
+this share of the partition; then in full again."""
+
 SNAPSHOT_COLUMNS = (
     "key",
     "fingerprint",
@@ -262,19 +266,41 @@ class StateStore:
         self._conn.execute("BEGIN")
         try:
             generation = self._generation(sync, partition)
-            snapshot = self._snapshot_path(sync, partition, generation)
-            frame: pl.DataFrame | None = None
-            if snapshot.exists():
-                try:
-                    frame = pl.read_ipc(snapshot)
-                except (OSError, pl.exceptions.ComputeError):
-                    frame = None  # unreadable (e.g. cut short by a full disk): use SQLite
-            if frame is None or frame.columns != list(SNAPSHOT_COLUMNS):
+            tracked = self._read_snapshot(sync, partition, generation)
+            if tracked is None:
                 frame = self._select(sync, partition, list(SNAPSHOT_COLUMNS))
+                tracked = _Tracked(generation=generation, base=frame)
         finally:
             self._conn.execute("COMMIT")
-        self._tracked[(sync, partition)] = _Tracked(generation=generation, base=frame)
-        return frame.select(wanted)
+        self._tracked[(sync, partition)] = tracked
+        return tracked.base.select(wanted)
+
+    def _read_snapshot(self, sync: str, partition: str, generation: int) -> _Tracked | None:
+        """The partition at ``generation`` from its snapshot files, or None if they are missing,
+        unreadable (e.g. cut short by a full disk) or of another layout: then SQLite serves."""
+        full = self._snapshot_path(sync, partition, generation)
+        deltas = sorted(self._snapshots.glob(f"{full.name.removesuffix('.arrow')}.delta.*.arrow"))
+        try:
+            if full.exists():
+                frame = _read_ipc(full)
+                if frame is None:
+                    return None
+                return _Tracked(generation, frame, base_generation=generation)
+            for delta_path in deltas:
+                base_generation = int(delta_path.name.split(".")[-2])
+                base = _read_ipc(self._snapshot_path(sync, partition, base_generation))
+                delta = _read_ipc(delta_path)
+                if base is None or delta is None:
+                    return None
+                return _Tracked(
+                    generation,
+                    _overlay(base, delta),
+                    base_generation=base_generation,
+                    delta=delta,
+                )
+        except ValueError:
+            return None  # a file name this release did not write
+        return None
 
     def _select(self, sync: str, partition: str, wanted: Sequence[str]) -> pl.DataFrame:
         cur = self._conn.execute(
@@ -298,6 +324,10 @@ class StateStore:
     def _snapshot_path(self, sync: str, partition: str, generation: int) -> Path:
         return self._snapshots / f"{_digest(sync, partition)}.{self._store_id}.{generation}.arrow"
 
+    def _delta_path(self, sync: str, partition: str, generation: int, base: int) -> Path:
+        full = self._snapshot_path(sync, partition, generation)
+        return full.with_name(f"{full.name.removesuffix('.arrow')}.delta.{base}.arrow")
+
     def save_snapshot(self, sync: str, partition: str) -> bool:
         """Write the partition's snapshot for its current generation; True if written.
 
@@ -314,17 +344,38 @@ class StateStore:
         if self._generation(sync, partition) != tracked.generation:
             self._tracked.pop((sync, partition), None)
             return False
-        frame = _apply_events(tracked.base, tracked.events) if tracked.events else tracked.base
-        target = self._snapshot_path(sync, partition, tracked.generation)
+        generation = tracked.generation
         self._snapshots.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f"{target.name}.{uuid.uuid4().hex}.tmp")
-        frame.write_ipc(partial, compression="lz4")
-        os.replace(partial, target)
-        for old in self._snapshots.glob(f"{_digest(sync, partition)}.*.arrow"):
-            if old != target:
-                old.unlink(missing_ok=True)
-        self._tracked[(sync, partition)] = _Tracked(generation=tracked.generation, base=frame)
+        if tracked.events:
+            changed = _changed_rows(tracked.base, tracked.events)
+            frame = _overlay(tracked.base, changed)
+        else:
+            changed, frame = None, tracked.base
+        base = tracked.base_generation
+        if changed is not None and base is not None and not tracked.moved_in:
+            # Most runs change a few rows of a big partition: write those, next to the last
+            # full snapshot, until they add up to DELTA_SHARE of it.
+            delta = changed if tracked.delta is None else _overlay(tracked.delta, changed)
+            if delta.height <= DELTA_SHARE * frame.height:
+                target = self._delta_path(sync, partition, generation, base)
+                _write_ipc(delta, target)
+                self._drop_snapshots_but(
+                    sync, partition, {target, self._snapshot_path(sync, partition, base)}
+                )
+                self._tracked[(sync, partition)] = _Tracked(
+                    generation, frame, base_generation=base, delta=delta
+                )
+                return True
+        target = self._snapshot_path(sync, partition, generation)
+        _write_ipc(frame, target)
+        self._drop_snapshots_but(sync, partition, {target})
+        self._tracked[(sync, partition)] = _Tracked(generation, frame, base_generation=generation)
         return True
+
+    def _drop_snapshots_but(self, sync: str, partition: str, keep: set[Path]) -> None:
+        for old in self._snapshots.glob(f"{_digest(sync, partition)}.*.arrow"):
+            if old not in keep:
+                old.unlink(missing_ok=True)
 
     def partitions(self, sync: str) -> list[str]:
         """The partitions that hold state for ``sync``."""
@@ -705,15 +756,47 @@ class _Tracked:
     events: list[pl.DataFrame] = field(default_factory=list)
     broken: bool = False
     moved_in: bool = False  # ``base`` holds rows ``adopt`` moved in since the last snapshot
+    # The full snapshot file ``base`` derives from (None: read from SQLite), and the rows of
+    # ``base`` that differ from it (what the delta file at ``generation`` holds).
+    base_generation: int | None = None
+    delta: pl.DataFrame | None = None
 
 
 def _digest(sync: str, partition: str) -> str:
     return hashlib.sha256(f"{sync}\x00{partition}".encode()).hexdigest()[:32]
 
 
+def _read_ipc(path: Path) -> pl.DataFrame | None:
+    try:
+        frame = pl.read_ipc(path)
+    except (OSError, pl.exceptions.ComputeError):
+        return None
+    return frame if frame.columns == list(SNAPSHOT_COLUMNS) else None
+
+
+def _write_ipc(frame: pl.DataFrame, target: Path) -> None:
+    """Write ``target`` whole or not at all (a temporary file renamed into place)."""
+    partial = target.with_name(f"{target.name}.{uuid.uuid4().hex}.tmp")
+    frame.write_ipc(partial, compression="lz4")
+    os.replace(partial, target)
+
+
+def _overlay(base: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
+    """``base`` with the rows of ``rows``' keys replaced by (or added as) those rows."""
+    if rows.height == 0:
+        return base
+    kept = base.filter(~pl.col("key").is_in(rows.get_column("key").implode()))
+    return pl.concat([kept, rows.cast(pl.Schema(kept.schema))], how="vertical")
+
+
 def _apply_events(base: pl.DataFrame, events: Sequence[pl.DataFrame]) -> pl.DataFrame:
     """``base`` (SNAPSHOT_COLUMNS) after the committed outcomes ``events``, in order, with the
     rules of ``_UPSERT_SUCCESS`` / ``_UPSERT_FAILURE`` on the snapshot's columns."""
+    return _overlay(base, _changed_rows(base, events))
+
+
+def _changed_rows(base: pl.DataFrame, events: Sequence[pl.DataFrame]) -> pl.DataFrame:
+    """The rows (SNAPSHOT_COLUMNS) of the keys ``events`` touched, as they are after them."""
     ev = pl.concat(events)
     ok = pl.col("success")
     if ev.get_column("key").is_unique().all():
@@ -728,7 +811,7 @@ def _apply_events(base: pl.DataFrame, events: Sequence[pl.DataFrame]) -> pl.Data
             pl.lit(0, dtype=pl.UInt32).alias("__trailing"),
             pl.when(ok).then(pl.col("salesforce_id")).alias("__new_id"),
         )
-        return _merge_events(base, per_key)
+        return _merged_rows(base, per_key)
     # Within a group, rows keep their order (commit order): last() is the latest outcome.
     per_key = ev.group_by("key", maintain_order=True).agg(
         pl.col("fingerprint").last(),
@@ -743,11 +826,12 @@ def _apply_events(base: pl.DataFrame, events: Sequence[pl.DataFrame]) -> pl.Data
         .last()
         .alias("__new_id"),
     )
-    return _merge_events(base, per_key)
+    return _merged_rows(base, per_key)
 
 
-def _merge_events(base: pl.DataFrame, per_key: pl.DataFrame) -> pl.DataFrame:
-    """``base`` with the rows of ``per_key``'s keys replaced by their outcome."""
+def _merged_rows(base: pl.DataFrame, per_key: pl.DataFrame) -> pl.DataFrame:
+    """The rows of ``per_key``'s keys after their outcome (``base`` gives the earlier Id and
+    attempts)."""
     # One pass over the base's keys; the join then pairs the few touched rows only.
     touched = base.get_column("key").is_in(per_key.get_column("key").implode())
     old = base.filter(touched).select(
@@ -767,8 +851,7 @@ def _merge_events(base: pl.DataFrame, per_key: pl.DataFrame) -> pl.DataFrame:
         # A failure clears it (_UPSERT_FAILURE), and the failure's event carries null.
         pl.col("source_fingerprint"),
     )
-    kept = base.filter(~touched)
-    return pl.concat([kept, merged.cast(pl.Schema(kept.schema))], how="vertical")
+    return merged.cast(pl.Schema(base.schema))
 
 
 def _add_missing_columns(conn: sqlite3.Connection) -> None:
