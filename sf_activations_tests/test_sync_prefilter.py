@@ -23,7 +23,12 @@ from sf_activations.sync.partitions import bucket_of, filter_bucket
 from sf_activations.sync.prefilter import read_partition
 from sf_activations.sync.report import SyncReport
 from sf_activations.sync.run import run_sync_partition
-from sf_activations.sync.source import SOURCE_FP_COLUMN, SOURCE_ROW_COLUMN, frame_source
+from sf_activations.sync.source import (
+    KNOWN_ROW_COLUMN,
+    SOURCE_FP_COLUMN,
+    SOURCE_ROW_COLUMN,
+    frame_source,
+)
 from sf_activations.sync.spec import FieldMapping
 from sf_activations.sync.state import StateStore
 from sf_activations.warehouse.base import RowFilter
@@ -310,3 +315,24 @@ def test_snapshot_replays_source_fingerprints_like_sqlite(tmp_path: Path) -> Non
         slow = store.load("contacts", "__all__").select(DIFF_STATE_COLUMNS).sort("key")
         assert fast.equals(slow)
         assert fast.get_column("source_fingerprint").null_count() == 0
+
+
+@pytest.mark.parametrize("relation", ["m", "v"])
+def test_known_fingerprints_are_matched_in_the_warehouse_one_match_per_row(
+    warehouse: DuckDBWarehouse, relation: str
+) -> None:
+    warehouse.replace_table("m", people(5))
+    warehouse.execute("CREATE OR REPLACE VIEW v AS SELECT * FROM m")
+    source = warehouse.source(relation)
+    with source.session() as session:
+        first = session.fingerprints("id", ["id", "email"], "s")
+        fps = dict(zip(first["id"], first[SOURCE_FP_COLUMN], strict=True))
+        # k2's fingerprint twice (as if two state rows collided), k4's once, and a null.
+        known = pl.Series([fps["k2"], None, fps["k4"], fps["k2"]], dtype=pl.Int64)
+        narrow = session.fingerprints("id", ["id", "email"], "s", known=known)
+    assert narrow.height == 5
+    assert narrow.get_column(SOURCE_ROW_COLUMN).n_unique() == 5
+    matched = dict(zip(narrow["id"], narrow[KNOWN_ROW_COLUMN], strict=True))
+    assert matched["k4"] == 2
+    assert matched["k2"] in (0, 3)
+    assert [matched[k] for k in ("k0", "k1", "k3")] == [None, None, None]

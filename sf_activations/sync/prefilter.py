@@ -16,7 +16,7 @@ import polars as pl
 from sf_activations.sync.mapping import key_match_values, mapped_columns
 from sf_activations.sync.model import ObjectDescribe
 from sf_activations.sync.source import (
-    SOURCE_FP_COLUMN,
+    KNOWN_ROW_COLUMN,
     SOURCE_ROW_COLUMN,
     PartitionSource,
     SourceSession,
@@ -73,9 +73,10 @@ def read_partition(
     """Read the rows of ``source`` that may differ from ``state`` (``StateStore.load`` with
     ``source_fingerprint``), or all of them when that is cheaper."""
     seed = source_seed(spec, describe, source)
-    known = state.filter(_SYNCED).get_column("source_fingerprint")
+    # By state row: the source fingerprint of each synced record (null for the others).
+    known = state.select(pl.when(_SYNCED).then(pl.col("source_fingerprint"))).to_series()
     with source.session() as session:
-        if known.len() == 0:
+        if known.null_count() == known.len():
             rows = session.read(used_columns(spec), seed)
             return PartitionRead(rows, rows.height, state.clear(), state)
         return _narrowed(spec, describe, session, state=state, seed=seed, known=known)
@@ -97,20 +98,19 @@ def _narrowed(
     key = spec.key.source
     columns = used_columns(spec)
 
-    narrow = session.fingerprints(key, columns, seed)
+    narrow = session.fingerprints(key, columns, seed, known=known)
     match = key_match_values(spec, narrow.get_column(key), describe)
     suspect = match.is_null() | _maybe_duplicated(match)
-    hit = narrow.get_column(SOURCE_FP_COLUMN).is_in(known.implode()) & ~suspect
+    hit = narrow.get_column(KNOWN_ROW_COLUMN).is_not_null() & ~suspect
     misses = narrow.filter(~hit)
     if misses.height > FULL_READ_SHARE * narrow.height:
         rows = session.read(columns, seed)
         return PartitionRead(rows, rows.height, state.clear(), state)
 
     rows = session.read(columns, seed, rows=misses.get_column(SOURCE_ROW_COLUMN))
-    hit_fps = narrow.filter(hit).get_column(SOURCE_FP_COLUMN)
-    skip = state.select(
-        (_SYNCED & pl.col("source_fingerprint").is_in(hit_fps.implode())).fill_null(value=False)
-    ).to_series()
+    skip = pl.zeros(state.height, dtype=pl.Boolean, eager=True).scatter(
+        narrow.filter(hit).get_column(KNOWN_ROW_COLUMN), values=True
+    )
     return PartitionRead(
         rows=rows,
         records_read=narrow.height,

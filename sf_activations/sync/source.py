@@ -34,15 +34,21 @@ SOURCE_FP_COLUMN = "__source_fp"
 SOURCE_ROW_COLUMN = "__source_row"
 """A row's id within one ``PartitionSource.session`` (what ``SourceSession.read`` takes)."""
 
+KNOWN_ROW_COLUMN = "__known_row"
+"""The position in ``known`` of the fingerprint a row matched (null: none)."""
+
 ConnectionFactory = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
 
 
 class SourceSession(Protocol):
     """One consistent view of a partition: both reads see the same rows."""
 
-    def fingerprints(self, key: str, columns: Sequence[str], seed: str) -> pl.DataFrame:
-        """Every row's ``key`` column (as read), ``__source_fp`` over ``columns`` and
-        ``__source_row``."""
+    def fingerprints(
+        self, key: str, columns: Sequence[str], seed: str, *, known: pl.Series | None = None
+    ) -> pl.DataFrame:
+        """Every row's ``key`` column (as read), ``__source_fp`` over ``columns``,
+        ``__source_row``, and ``__known_row``: the position in ``known`` (source fingerprints,
+        nulls allowed) of the row's fingerprint, or null. The match runs where the data is."""
         ...
 
     def read(
@@ -180,18 +186,39 @@ class _DuckDBSession:
     def _query(self, sql: str, seed: str) -> pl.DataFrame:
         return self._conn.query(sql, params=[*self._source._params, seed]).pl()
 
-    def fingerprints(self, key: str, columns: Sequence[str], seed: str) -> pl.DataFrame:
+    def fingerprints(
+        self, key: str, columns: Sequence[str], seed: str, *, known: pl.Series | None = None
+    ) -> pl.DataFrame:
         src = self._source
-        row = (
-            "" if src._row_id is None else f", CAST({src._row_id} AS BIGINT) AS {SOURCE_ROW_COLUMN}"
+        # A view has no rowid: number its rows instead (used only to tell them apart here).
+        row_id = src._row_id or "row_number() OVER ()"
+        narrow = src._select(
+            f"{quote_identifier(key)}, {self._fp_sql(columns)}, "
+            f"CAST({row_id} AS BIGINT) AS {SOURCE_ROW_COLUMN}"
         )
-        frame = self._query(
-            src._select(f"{quote_identifier(key)}, {self._fp_sql(columns)}{row}"), seed
+        # DuckDB's hash join is several times faster than polars' is_in over a million random
+        # 64-bit values. ``known`` goes in as UBIGINT, what hash() returns.
+        fps = pl.Series("fp", [], dtype=pl.Int64) if known is None else known.cast(pl.Int64)
+        table = pl.DataFrame({"fp": fps.reinterpret(signed=False)}).with_row_index("i")
+        fp = quote_identifier(SOURCE_FP_COLUMN)
+        sql = (
+            f"SELECT n.*, CAST(k.i AS BIGINT) AS {KNOWN_ROW_COLUMN} FROM ({narrow}) AS n "
+            f"LEFT JOIN __sf_activations_known AS k ON n.{fp} = k.fp"
         )
+        self._conn.register("__sf_activations_known", table.to_arrow())
+        try:
+            frame = self._query(sql, seed)
+            counted = self._conn.query(src._select("count(*)"), params=src._params or None)
+            total = int(counted.fetchall()[0][0])
+        finally:
+            self._conn.unregister("__sf_activations_known")
+        if frame.height != total:
+            # Two known rows with one fingerprint (a 64-bit collision): one match per row.
+            frame = frame.unique(subset=[SOURCE_ROW_COLUMN], keep="any")
         if src._row_id is None:
-            frame = frame.with_row_index(SOURCE_ROW_COLUMN).with_columns(
-                pl.col(SOURCE_ROW_COLUMN).cast(pl.Int64)
-            )
+            # Rows are then read by key: a row's id is its position here.
+            frame = frame.drop(SOURCE_ROW_COLUMN).with_row_index(SOURCE_ROW_COLUMN)
+            frame = frame.with_columns(pl.col(SOURCE_ROW_COLUMN).cast(pl.Int64))
             self._keys, self._key = frame.get_column(key), key
         return src._finish(frame)
 
