@@ -306,7 +306,13 @@ def test_lineage_shows_models_feeding_syncs(page: Page, dagster_ui: DagsterUI, d
             page.locator("foreignObject").get_by_text(re.compile(f"^salesfor.*{name[-8:]}$"))
         ).to_be_visible()
     names = ["accounts", "contacts", ACCOUNTS, CONTACTS]
+    wanted = {("accounts", ACCOUNTS), ("contacts", CONTACTS)}
+    # The nodes appear before the graph lays out its edges (later on a busy machine).
+    deadline = time.monotonic() + 20
     edges = _graph_edges(page, names)
+    while not wanted <= edges and time.monotonic() < deadline:
+        page.wait_for_timeout(250)
+        edges = _graph_edges(page, names)
     page.screenshot(path=str(SCREENSHOT_DIR / "sf_activations_ui_lineage.png"))
     assert ("accounts", ACCOUNTS) in edges
     assert ("contacts", CONTACTS) in edges
