@@ -18,6 +18,7 @@ import polars as pl
 import pytest
 
 from sf_activations.sync.diff import DIFF_STATE_COLUMNS
+from sf_activations.sync.mapping import SyncConfigError
 from sf_activations.sync.model import RecordError
 from sf_activations.sync.partitions import bucket_of, filter_bucket
 from sf_activations.sync.prefilter import read_partition
@@ -336,3 +337,14 @@ def test_known_fingerprints_are_matched_in_the_warehouse_one_match_per_row(
     assert matched["k4"] == 2
     assert matched["k2"] in (0, 3)
     assert [matched[k] for k in ("k0", "k1", "k3")] == [None, None, None]
+
+
+def test_a_mapped_column_missing_from_the_model_fails_before_anything_is_read_or_sent(
+    warehouse: DuckDBWarehouse, state: StateStore
+) -> None:
+    fake = FakeSalesforce()
+    warehouse.replace_table("m", people(3).drop("email"))
+    with pytest.raises(SyncConfigError, match=r"has no column\(s\) 'email'.*it has: id"):
+        _run(warehouse, fake, state)
+    assert set(fake.calls) == {"describe"}
+    assert state.counts("contacts") == {"synced": 0, "pending": 0}

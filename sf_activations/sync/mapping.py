@@ -175,13 +175,7 @@ def map_records(
     column is missing from the model.
     """
     columns = mapped_columns(spec, describe)
-    missing = sorted({c.source for c in columns} - set(source.columns))
-    if missing:
-        msg = (
-            f"sync {spec.name!r}: the model {spec.source_model!r} has no column(s) "
-            f"{', '.join(map(repr, missing))}; fix the mapping or add the column to the model"
-        )
-        raise SyncConfigError(msg)
+    check_source_columns(spec, source.columns)
 
     schema = source.schema
     work = source.select(
@@ -254,6 +248,19 @@ def map_records(
         + [pl.col(name) for name in carry]
     )
     return MappedFrame(records=records, invalid=invalid, columns=columns)
+
+
+def check_source_columns(spec: SyncSpec, available: Sequence[str]) -> None:
+    """Raise ``SyncConfigError`` naming the mapped columns the model does not have."""
+    wanted = {spec.key.source, *(m.source for m in spec.mappings)}
+    missing = sorted(wanted - set(available))
+    if missing:
+        msg = (
+            f"sync {spec.name!r}: the model {spec.source_model!r} has no column(s) "
+            f"{', '.join(map(repr, missing))}; fix the mapping or add the column to the model "
+            f"(it has: {', '.join(available)}); nothing was sent"
+        )
+        raise SyncConfigError(msg)
 
 
 def _match_key(key_val: pl.Expr, key: MappedColumn) -> pl.Expr:

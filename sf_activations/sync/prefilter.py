@@ -13,7 +13,7 @@ from importlib import metadata
 
 import polars as pl
 
-from sf_activations.sync.mapping import key_match_values, mapped_columns
+from sf_activations.sync.mapping import check_source_columns, key_match_values, mapped_columns
 from sf_activations.sync.model import ObjectDescribe
 from sf_activations.sync.source import (
     KNOWN_ROW_COLUMN,
@@ -72,6 +72,7 @@ def read_partition(
 ) -> PartitionRead:
     """Read the rows of ``source`` that may differ from ``state`` (``StateStore.load`` with
     ``source_fingerprint``), or all of them when that is cheaper."""
+    check_source_columns(spec, [c for c in source.columns() if not c.startswith("__sf_")])
     seed = source_seed(spec, describe, source)
     # By state row: the source fingerprint of each synced record (null for the others).
     known = state.select(pl.when(_SYNCED).then(pl.col("source_fingerprint"))).to_series()
