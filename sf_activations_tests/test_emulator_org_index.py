@@ -306,3 +306,33 @@ def test_small_inserts_keep_unique_keys_and_ids_right(monkeypatch: pytest.Monkey
     assert kept == hashed and stored_k == stored_h
     assert kept[0][2] is not None and kept[0][2].startswith("DUPLICATE_VALUE:")
     assert kept[5][1] is False  # REST upsert of new0 finds the record the Bulk insert made
+
+
+def test_prepare_key_index_after_a_big_job_leaves_a_fresh_index_for_small_ones() -> None:
+    org = Org(clock=Clock())
+    keys = [f"ext-{i}" for i in range(4000)]
+    org.bulk_apply("Account", "insert", strings(Name=keys, External_Id__c=keys))
+    # A big upsert (half the table: matched by hashing the column) that adds rows.
+    more = [f"ext-{i}" for i in range(2000, 6000)]
+    org.bulk_apply(
+        "Account", "upsert", strings(External_Id__c=more, Name=["big"] * 4000), "External_Id__c"
+    )
+    table = org._table("Account")
+    org.prepare_key_index("Account", "External_Id__c")
+    kept = table.sorted_keys[("External_Id__c", True)]
+    assert not kept.overdue(table.n)
+    assert_indexes_fresh(org, "Account")
+    # The next small job reads that index as built (no rebuild) and matches case-insensitively.
+    out = org.bulk_apply(
+        "Account",
+        "upsert",
+        strings(External_Id__c=["EXT-5999", "ext-6000"], Name=["a", "b"]),
+        "External_Id__c",
+    )
+    assert table.sorted_keys[("External_Id__c", True)] is kept
+    assert out.created == [False, True]
+    assert out.errors == [None, None]
+    # Unknown objects and fields are left alone (the job thread calls this best-effort).
+    with pytest.raises(SalesforceError):
+        org.prepare_key_index("NoSuchObject__c", "External_Id__c")
+    org.prepare_key_index("Account", "NoSuchField__c")

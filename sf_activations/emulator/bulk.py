@@ -551,6 +551,12 @@ class BulkJobStore:
             job.apex_ms = int(applied.apex_ms)
             job.total_ms = elapsed + job.apex_ms
             job.touch("JobComplete" if job.state == "InProgress" else None)
+        if job.operation == "upsert" and job.external_id_field:
+            # Like the indexes a real org keeps: the next small job finds its keys at once.
+            try:
+                self.org.prepare_key_index(job.object, job.external_id_field)
+            except SalesforceError:
+                logger.debug("no key index for %s.%s", job.object, job.external_id_field)
 
     def _fail(self, job: IngestJob, message: str, started: float) -> None:
         elapsed = int((time.perf_counter() - started) * 1000)

@@ -2758,6 +2758,20 @@ class Org:
             return self._record_json(obj, table, hits[0], fields)
 
     # ---- Bulk API 2.0 ingest ----
+    def prepare_key_index(self, sobject: str, field: str) -> None:
+        """After a Bulk job that matched on ``field``, bring the field's sorted key index up to
+        date (built when missing, rebuilt when the job's rows made it overdue, else a no-op),
+        so that the next small job on the table does not pay for it. Called off the request
+        path: the job's own thread, once the job is complete."""
+        with self.lock:
+            obj = self.object_def(sobject)
+            fd = self.visible_field(obj.name, field)
+            table = self._table(obj.name)
+            if fd is None or fd.name not in table.cols or table.n == 0:
+                return
+            ci = fd.key_case_insensitive
+            table.sorted_index(fd.name, pl.String(), ci=ci, live_only=fd.name != "Id")
+
     def bulk_apply(
         self,
         sobject: str,
