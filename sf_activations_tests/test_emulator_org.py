@@ -6,7 +6,7 @@ Each rule is checked through the REST (dict) path and the Bulk (frame) path.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
@@ -16,6 +16,7 @@ from sf_activations.emulator.errors import MoreThanOneRecord, SalesforceError
 from sf_activations.emulator.ids import is_well_formed
 from sf_activations.emulator.org import BulkOutcome, Org
 from sf_activations.emulator.schema import FieldDef
+from sf_activations_tests.support import Clock
 
 READONLY_TAIL = (
     ". Please check the security settings of this field and verify that it is read/write for "
@@ -23,20 +24,13 @@ READONLY_TAIL = (
 )
 
 
-class Clock:
-    """A clock that advances one second per reading."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2024, 9, 10, 13, 57, 45, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(seconds=1)
-        return self.now
+START = datetime(2024, 9, 10, 13, 57, 45, tzinfo=UTC)
+"""This file's clock starts here (one second per reading)."""
 
 
 @pytest.fixture
 def org() -> Org:
-    return Org(clock=Clock())
+    return Org(clock=Clock(START))
 
 
 def raises(fn: Callable[[], Any]) -> SalesforceError:
@@ -706,7 +700,7 @@ def test_lock_rules(org: Org) -> None:
 
 def test_lock_share_is_deterministic() -> None:
     def failures() -> list[bool]:
-        org = Org(clock=Clock())
+        org = Org(clock=Clock(START))
         org.add_lock_rule(sobject="Account", share=0.5)
         out = bulk(org, "Account", "insert", {"Name": [f"n{i}" for i in range(200)]})
         return [e is not None for e in out.errors]

@@ -8,7 +8,7 @@ same input and must give the same outcomes and the same stored records.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import polars as pl
@@ -18,23 +18,9 @@ import sf_activations.emulator.org as org_module
 from sf_activations.emulator.errors import SalesforceError
 from sf_activations.emulator.org import BulkOutcome, Org
 from sf_activations.emulator.schema import FieldDef
+from sf_activations_tests.support import Clock, strings
 
 N = 1500  # above the vectorising threshold, small enough to stay fast
-
-
-class Clock:
-    """A deterministic clock: one second per reading."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(seconds=1)
-        return self.now
-
-
-def strings(**columns: list[str]) -> pl.DataFrame:
-    return pl.DataFrame(columns, schema=dict.fromkeys(columns, pl.String))
 
 
 def outcome_rows(out: BulkOutcome) -> list[tuple[Any, ...]]:

@@ -10,7 +10,6 @@ outcomes and the same stored records, and the kept indexes must equal fresh buil
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import polars as pl
@@ -20,23 +19,9 @@ import sf_activations.emulator.org as org_module
 from sf_activations.emulator.errors import SalesforceError
 from sf_activations.emulator.org import BulkOutcome, Org
 from sf_activations.emulator.schema import FieldDef
+from sf_activations_tests.support import Clock, strings
 
 Rows = list[tuple[Any, ...]]
-
-
-class Clock:
-    """A deterministic clock: one second per reading."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(seconds=1)
-        return self.now
-
-
-def strings(**columns: list[str]) -> pl.DataFrame:
-    return pl.DataFrame(columns, schema=dict.fromkeys(columns, pl.String))
 
 
 def outcome_rows(out: BulkOutcome) -> Rows:

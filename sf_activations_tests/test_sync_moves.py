@@ -15,26 +15,21 @@ import polars as pl
 
 from sf_activations.sync.model import RecordError
 from sf_activations.sync.run import run_sync_partition
-from sf_activations.sync.spec import FieldMapping, PartitionSpec, SyncKey, SyncSpec
+from sf_activations.sync.spec import FieldMapping, PartitionSpec, SyncSpec
 from sf_activations.sync.state import RESULT_SCHEMA, StateStore
+from sf_activations_tests.test_sync_engine import contact_spec
 from sf_activations_tests.test_sync_fakes import FakeSalesforce
 
 P1, P2, P3 = "2026-01-01", "2026-01-02", "2026-01-03"
 
 
 def time_spec(**overrides: Any) -> SyncSpec:
+    """The engine tests' Contact sync, time-partitioned, with two mappings."""
     base: dict[str, Any] = {
-        "name": "contacts",
-        "source_model": "dim_contacts",
-        "sobject": "Contact",
-        "behavior": "update_or_create",
-        "key": SyncKey(source="id", target="Ext_Id__c"),
         "mappings": (FieldMapping("last_name", "LastName"), FieldMapping("score", "Score__c")),
         "partitions": PartitionSpec(kind="time"),
-        "rest_threshold": 0,
     }
-    base.update(overrides)
-    return SyncSpec(**base)
+    return contact_spec(**{**base, **overrides})
 
 
 def rows(*records: tuple[str, str, float]) -> pl.DataFrame:

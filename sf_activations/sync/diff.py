@@ -11,6 +11,7 @@ import polars as pl
 
 from sf_activations.sync.fingerprint import FINGERPRINT_COLUMN
 from sf_activations.sync.mapping import KEY_COLUMN
+from sf_activations.sync.state import SNAPSHOT_COLUMNS
 
 SALESFORCE_ID_COLUMN = "__salesforce_id"
 """The record's Salesforce Id from state (null when it was never confirmed)."""
@@ -18,15 +19,9 @@ SALESFORCE_ID_COLUMN = "__salesforce_id"
 CHANGE_COLUMN = "__change"
 """Why a record is sent: ``new``, ``changed`` or ``retry``."""
 
-DIFF_STATE_COLUMNS = (
-    "key",
-    "fingerprint",
-    "salesforce_id",
-    "status",
-    "attempts",
-    "source_fingerprint",
-)
-"""The state columns a run loads: what ``compute_changes`` and ``read_partition`` read."""
+DIFF_STATE_COLUMNS = SNAPSHOT_COLUMNS
+"""The state columns a run loads (what ``compute_changes`` and ``read_partition`` read): the
+snapshot holds exactly these, so a run never reads its partition back from SQLite."""
 
 
 @dataclass(frozen=True, slots=True)

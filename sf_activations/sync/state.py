@@ -509,13 +509,21 @@ class StateStore:
             pl.when(same).then(pl.col("source_fingerprint")).alias("source_fingerprint")
         ).drop("__staged_fp")
 
-    def _track(self, sync: str, partition: str, generation: int, events: pl.DataFrame) -> None:
+    def _next_tracked(self, sync: str, partition: str, generation: int) -> _Tracked | None:
+        """The partition's tracked frame if this store's write made ``generation`` (the one
+        after the tracked one); None (and the frame marked broken) when another writer came
+        between: no snapshot is then saved from here."""
         tracked = self._tracked.get((sync, partition))
         if tracked is None or tracked.broken:
-            return
+            return None
         if generation != tracked.generation + 1:
-            # Someone else wrote the partition since it was loaded: no snapshot from here.
             tracked.broken = True
+            return None
+        return tracked
+
+    def _track(self, sync: str, partition: str, generation: int, events: pl.DataFrame) -> None:
+        tracked = self._next_tracked(sync, partition, generation)
+        if tracked is None:
             return
         tracked.generation = generation
         tracked.events.append(events.cast(pl.Schema(_EVENT_SCHEMA)))
@@ -636,11 +644,8 @@ class StateStore:
         self, sync: str, partition: str, generation: int, adopted: pl.DataFrame
     ) -> None:
         """Keep the partition's tracked frame (see ``save_snapshot``) in step with a move in."""
-        tracked = self._tracked.get((sync, partition))
-        if tracked is None or tracked.broken:
-            return
-        if generation != tracked.generation + 1:
-            tracked.broken = True
+        tracked = self._next_tracked(sync, partition, generation)
+        if tracked is None:
             return
         # Fold what was committed so far, then add the moved rows: none of their keys was in
         # the partition (checked under the write lock), so a plain concat is exact.
