@@ -194,6 +194,8 @@ def test_accounts_sync_metadata_values_and_check(
     again = metadata_of(run(defs, [ACCOUNTS_SYNC]), ACCOUNTS_SYNC)
     assert (again["sf/created"], again["sf/updated"], again["sf/unchanged"]) == (0, 0, 3)
     assert again["sf/rejected"] == 1
+    # Only the invalid row and the pending reject were read in full and mapped.
+    assert (again["sf/records_read"], again["sf/rows_compared"]) == (5, 2)
 
     # Fix the data: the rejected record goes through, the check passes (the invalid one stays).
     demo_env.execute("update raw_accounts set billing_country = 'Portugal' where account_id = 'A5'")

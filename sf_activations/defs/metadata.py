@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 # plots have no gaps.
 COUNT_KEYS: tuple[tuple[str, str], ...] = (
     ("sf/records_read", "records_read"),
+    ("sf/rows_compared", "rows_compared"),
     ("sf/invalid", "invalid"),
     ("sf/unchanged", "unchanged"),
     ("sf/created", "created"),

@@ -34,6 +34,9 @@ class SyncReport:
     apex_ms: int = 0
     reconciled: int = 0  # records confirmed from jobs a previous run left unfinished
     held: int = 0  # pending records not retried because they reached max_attempts
+    # Rows read in full and mapped; the others matched the source fingerprint of their
+    # confirmed record and were counted unchanged without being read (prefilter.py).
+    rows_compared: int = 0
 
     @property
     def sent(self) -> int:

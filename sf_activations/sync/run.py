@@ -196,6 +196,7 @@ def run_sync_partition(
         executed=executed,
         reconciled=reconciled,
         pending=pending,
+        rows_compared=picked.rows.height,
         api_calls=_delta(calls_before, port.api_calls()),
         phases=phases.seconds,
     )
@@ -356,6 +357,7 @@ def _report(
     executed: ExecutionResult,
     reconciled: ExecutionResult,
     pending: int,
+    rows_compared: int,
     api_calls: Mapping[str, int],
     phases: Mapping[str, float],
 ) -> SyncReport:
@@ -410,4 +412,5 @@ def _report(
         apex_ms=both.apex_ms,
         reconciled=reconciled.outcomes.height,
         held=held,
+        rows_compared=rows_compared,
     )
