@@ -72,7 +72,7 @@ def read_partition(
 ) -> PartitionRead:
     """Read the rows of ``source`` that may differ from ``state`` (``StateStore.load`` with
     ``source_fingerprint``), or all of them when that is cheaper."""
-    check_source_columns(spec, [c for c in source.columns() if not c.startswith("__sf_")])
+    check_source_columns(spec, list(source.columns()))
     seed = source_seed(spec, describe, source)
     # By state row: the source fingerprint of each synced record (null for the others).
     known = state.select(pl.when(_SYNCED).then(pl.col("source_fingerprint"))).to_series()
@@ -128,5 +128,5 @@ def _maybe_duplicated(values: pl.Series) -> pl.Series:
     ordered = hashes.sort()
     repeated = ordered.filter(ordered == ordered.shift(1))
     if repeated.len() == 0:
-        return pl.Series(values.name, [False] * values.len(), dtype=pl.Boolean)
+        return pl.repeat(value=False, n=values.len(), dtype=pl.Boolean, eager=True)
     return hashes.is_in(repeated.implode())

@@ -263,4 +263,8 @@ def frame_source(frame: pl.DataFrame) -> DuckDBSource:
         finally:
             conn.close()
 
-    return DuckDBSource(connect, "__sf_activations_frame", row_id='"__sf_activations_row"')
+    # The frame's own columns and types (not the row index added for fetching by row).
+    columns = {name: str(dtype) for name, dtype in frame.schema.items()}
+    return DuckDBSource(
+        connect, "__sf_activations_frame", row_id='"__sf_activations_row"', columns=columns
+    )
