@@ -70,11 +70,12 @@ def run_sync_partition(
 ) -> SyncReport:
     """Bring one partition of Salesforce in line with ``source`` and report what happened.
 
-    Jobs an earlier run left unfinished are reconciled first; then the rows that may have
-    changed since the last run (``prefilter.read_partition``: all of them the first time) are
-    mapped and validated, diffed against state, planned per the behavior and executed,
-    committing state per batch. ``source`` is a warehouse partition or a polars frame. Raises ``SyncConfigError`` when the spec does not fit the object (nothing
-    is sent) and ``BehaviorNotSupported`` for behaviors without a planner yet.
+    ``source`` is a warehouse partition (``DuckDBWarehouse.source``) or a polars frame. Jobs
+    an earlier run left unfinished are reconciled first; then the rows that may have changed
+    since the last run (``prefilter.read_partition``: all of them the first time) are mapped
+    and validated, diffed against state, planned per the behavior and executed, committing
+    state per batch. Raises ``SyncConfigError`` when the spec does not fit the object or the
+    model (nothing is sent) and ``BehaviorNotSupported`` for behaviors without a planner yet.
     """
     say = progress or (lambda _line: None)
     phases = _Phases()
