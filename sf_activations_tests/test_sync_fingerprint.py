@@ -30,3 +30,21 @@ def test_no_rows_and_no_fields() -> None:
     assert fingerprints(empty, ["A"]).len() == 0
     two = pl.DataFrame({"A": ["x", "y"]})
     assert fingerprints(two, []).to_list() == [hashlib.md5(b"").hexdigest()] * 2
+
+
+def test_fingerprints_agree_across_threads_and_calls() -> None:
+    """Each thread hashes on its own cached DuckDB connection; results never mix."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    frames = [
+        pl.DataFrame({"Name": [f"n{t}-{i}" for i in range(300)], "Phone": [str(t)] * 300})
+        for t in range(6)
+    ]
+    expected = [fingerprints(f, ["Name", "Phone"]).to_list() for f in frames]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        got = list(pool.map(lambda f: fingerprints(f, ["Name", "Phone"]).to_list(), frames * 3))
+    assert got == expected * 3
+    assert md5_hex(pl.Series(["a", None])).to_list() == [
+        "0cc175b9c0f1b6a831c399e269772661",
+        None,
+    ]

@@ -17,10 +17,15 @@ it, which is harmless. Field names are part of the encoding, so renaming a targe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 
 FINGERPRINT_COLUMN = "__fingerprint"
 
@@ -54,9 +59,8 @@ def md5_hex(values: pl.Series) -> pl.Series:
     if values.len() == 0:
         return pl.Series(values.name, [], dtype=pl.String)
     table = pl.DataFrame({"v": values.cast(pl.String)}).to_arrow()
-    with duckdb.connect() as con:
-        con.register("t", table)
-        out = con.sql("SELECT md5(v) AS h FROM t").pl()
+    with _registered(table) as name:
+        out = _connection().sql(f"SELECT md5(v) AS h FROM {name}").pl()
     return out.to_series().alias(values.name)
 
 
@@ -81,10 +85,35 @@ def fingerprints(records: pl.DataFrame, fields: Sequence[str]) -> pl.Series:
         f"{aliases[name]} END"
         for name in names
     ]
-    with duckdb.connect() as con:
-        con.register("t", table)
-        out = con.sql(f"SELECT md5(concat({', '.join(parts)})) AS h FROM t").pl()
+    with _registered(table) as name:
+        out = _connection().sql(f"SELECT md5(concat({', '.join(parts)})) AS h FROM {name}").pl()
     return out.to_series().alias(FINGERPRINT_COLUMN)
+
+
+_local = threading.local()
+
+
+def _connection() -> duckdb.DuckDBPyConnection:
+    """This thread's in-memory DuckDB connection (opening one costs tens of milliseconds; a
+    connection must not be shared between threads)."""
+    conn: duckdb.DuckDBPyConnection | None = getattr(_local, "conn", None)
+    # A forked child must not use its parent's connection (DuckDB's threads did not follow).
+    if conn is None or getattr(_local, "pid", None) != os.getpid():
+        conn = duckdb.connect()
+        _local.conn, _local.pid = conn, os.getpid()
+    return conn
+
+
+@contextmanager
+def _registered(table: pa.Table) -> Iterator[str]:
+    """``table`` registered on this thread's connection for one query, under a fresh name."""
+    name = f"t_{uuid.uuid4().hex}"
+    conn = _connection()
+    conn.register(name, table)
+    try:
+        yield name
+    finally:
+        conn.unregister(name)
 
 
 def _sql_text(value: str) -> str:
