@@ -32,7 +32,7 @@ from sf_activations.sync.source import (
 )
 from sf_activations.sync.spec import FieldMapping
 from sf_activations.sync.state import StateStore
-from sf_activations.warehouse.base import RowFilter
+from sf_activations.warehouse.base import RowFilter, TableNotFound
 from sf_activations.warehouse.duckdb import DuckDBWarehouse
 from sf_activations_tests.test_sync_engine import contact_spec, people
 from sf_activations_tests.test_sync_fakes import FakeSalesforce, contact_describe
@@ -348,3 +348,16 @@ def test_a_mapped_column_missing_from_the_model_fails_before_anything_is_read_or
         _run(warehouse, fake, state)
     assert set(fake.calls) == {"describe"}
     assert state.counts("contacts") == {"synced": 0, "pending": 0}
+
+
+def test_a_source_opens_nothing_until_asked_and_names_a_missing_table(
+    warehouse: DuckDBWarehouse,
+) -> None:
+    source = warehouse.source("not_built_yet")  # no error yet: nothing was read
+    with pytest.raises(TableNotFound, match="not_built_yet"):
+        source.columns()
+    with pytest.raises(TableNotFound, match="not_built_yet"), source.session():
+        pass
+    warehouse.replace_table("not_built_yet", people(2))
+    with source.session():
+        assert list(source.columns()) == ["id", "last_name", "email", "score"]

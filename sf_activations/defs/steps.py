@@ -93,6 +93,7 @@ def read_sync_source(
             _check_columns(spec, list(source.columns()), partition)
             return partition, source
         source = warehouse.source(table)
+        columns = list(source.columns())
     except TableNotFound as exc:
         raise _failure(
             spec,
@@ -103,7 +104,7 @@ def read_sync_source(
             fix=f"Materialize '{spec.source_model}' first (select it together with the sync, "
             "or materialize the 'models' group); nothing was sent.",
         ) from exc
-    _check_columns(spec, list(source.columns()), partition)
+    _check_columns(spec, columns, partition)
     if spec.partitions.kind == "hash":
         key, buckets = context.partition_key, spec.partitions.buckets
 

@@ -72,11 +72,12 @@ def read_partition(
 ) -> PartitionRead:
     """Read the rows of ``source`` that may differ from ``state`` (``StateStore.load`` with
     ``source_fingerprint``), or all of them when that is cheaper."""
-    check_source_columns(spec, list(source.columns()))
-    seed = source_seed(spec, describe, source)
     # By state row: the source fingerprint of each synced record (null for the others).
     known = state.select(pl.when(_SYNCED).then(pl.col("source_fingerprint"))).to_series()
     with source.session() as session:
+        # Inside the session: the columns come from its connection.
+        check_source_columns(spec, list(source.columns()))
+        seed = source_seed(spec, describe, source)
         if known.null_count() == known.len():
             rows = session.read(used_columns(spec), seed)
             return PartitionRead(rows, rows.height, state.clear(), state)

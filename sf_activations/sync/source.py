@@ -99,9 +99,12 @@ class DuckDBSource:
     A session is one connection in one read transaction, so the narrow pass and the read of
     the rows it picked see the same data even if the model is rebuilt meanwhile. Rows are
     fetched by ``row_id`` (an SQL expression such as a table's ``rowid``: a direct fetch,
-    several times faster than a join on the key) or, when the relation has none (a view), by
-    key. ``post`` is applied to every frame returned (the warehouse's type clean-up; a hash
-    bucket's filter by key).
+    several times faster than a join on the key; ``row_id="rowid?"`` uses ``rowid`` when the
+    relation has one, i.e. is a table) or else by key. ``post`` is applied to every frame
+    returned (the warehouse's type clean-up; a hash bucket's filter by key). ``missing`` turns
+    DuckDB's "no such table" into the caller's error. Nothing is opened until the columns or a
+    session are asked for, and the columns asked for during a session come from its
+    connection (opening a DuckDB file costs tens of milliseconds).
     """
 
     def __init__(
@@ -114,6 +117,7 @@ class DuckDBSource:
         row_id: str | None = None,
         post: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
         columns: dict[str, str] | None = None,
+        missing: Callable[[duckdb.CatalogException], Exception] | None = None,
     ) -> None:
         self._connect = connect
         self._relation = relation
@@ -122,6 +126,8 @@ class DuckDBSource:
         self._row_id = row_id
         self._post = post
         self._columns = columns  # known already when the caller looked at the table
+        self._missing = missing
+        self._active: duckdb.DuckDBPyConnection | None = None  # the open session's
 
     @property
     def scheme(self) -> str:
@@ -142,24 +148,48 @@ class DuckDBSource:
             row_id=self._row_id,
             post=both,
             columns=self._columns,
+            missing=self._missing,
         )
 
     def columns(self) -> dict[str, str]:
         if self._columns is None:
-            with self._connect() as conn:
-                rel = conn.query(self._select("*") + " LIMIT 0", params=self._params or None)
-                self._columns = {
-                    name: str(dtype) for name, dtype in zip(rel.columns, rel.types, strict=True)
-                }
+            if self._active is not None:
+                self._probe(self._active)
+            else:
+                with self._connect() as conn:
+                    self._probe(conn)
+        assert self._columns is not None
         return dict(self._columns)
+
+    def _probe(self, conn: duckdb.DuckDBPyConnection) -> None:
+        """Learn the relation's columns (and whether it has a rowid) on ``conn``."""
+        try:
+            rel = conn.query(self._select("*") + " LIMIT 0", params=self._params or None)
+        except duckdb.CatalogException as exc:
+            if self._missing is None:
+                raise
+            raise self._missing(exc) from exc
+        self._columns = {
+            name: str(dtype) for name, dtype in zip(rel.columns, rel.types, strict=True)
+        }
+        if self._row_id == "rowid?":
+            try:
+                conn.query(f"SELECT rowid FROM {self._relation} LIMIT 0")
+                self._row_id = "rowid"
+            except duckdb.BinderException:
+                self._row_id = None  # a view: rows are fetched by key
 
     @contextmanager
     def session(self) -> Iterator[_DuckDBSession]:
         with self._connect() as conn:
             conn.execute("BEGIN TRANSACTION")
+            self._active = conn
             try:
+                if self._columns is None or self._row_id == "rowid?":
+                    self._probe(conn)
                 yield _DuckDBSession(self, conn)
             finally:
+                self._active = None
                 conn.execute("ROLLBACK")  # read only: nothing to keep
 
     def _select(self, what: str, also: str = "") -> str:

@@ -126,30 +126,22 @@ class DuckDBWarehouse:
         """The table's rows (in ``where`` if given) as the engine's ``PartitionSource``: the
         engine reads a narrow fingerprint pass first and then only the rows that may differ.
 
-        Raises ``TableNotFound`` now if the table does not exist (its model was never built).
+        Nothing is read yet; its ``columns()`` (or the engine's first read) raises
+        ``TableNotFound`` if the table does not exist (its model was never built).
         """
-        name = quote_identifier(table)
-        with self._connect() as conn:
-            try:
-                rel = conn.query(f"SELECT * FROM {name} LIMIT 0")
-                columns = {c: str(t) for c, t in zip(rel.columns, rel.types, strict=True)}
-            except duckdb.CatalogException as exc:
-                raise TableNotFound(table, str(exc).strip()) from exc
-            try:
-                # A table has rowid (rows are then fetched by it); a view has not.
-                conn.query(f"SELECT rowid FROM {name} LIMIT 0")
-                has_rowid = True
-            except duckdb.BinderException:
-                has_rowid = False
         window, params = _window(where)
+
+        def missing(exc: duckdb.CatalogException) -> Exception:
+            return TableNotFound(table, str(exc).strip())
+
         return DuckDBSource(
             self._connect,
-            name,
+            quote_identifier(table),
             window.removeprefix(" WHERE "),
             params,
-            row_id="rowid" if has_rowid else None,
+            row_id="rowid?",
             post=normalize_frame,
-            columns=columns,
+            missing=missing,
         )
 
     def columns(self, table: str) -> list[str]:
