@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import polars as pl
+import pytest
 
 from sf_activations.sync.model import RecordError
 from sf_activations.sync.run import run_sync_partition
@@ -136,3 +137,32 @@ def test_unpartitioned_and_hash_syncs_never_adopt(state: StateStore) -> None:
         run_sync_partition(spec, rows(("K", "A", 1.0)), fake, state, partition="b00")
         run_sync_partition(spec, rows(("K", "A", 1.0)), fake, state, partition="b01")
         assert state.partitions(spec.name) == ["b00", "b01"]
+
+
+def test_a_job_reconciled_after_its_record_moved_leaves_no_stale_copy(state: StateStore) -> None:
+    from sf_activations_tests.test_sync_fakes import SimulatedCrash
+
+    fake = FakeSalesforce()
+    spec = time_spec()
+    run_sync_partition(spec, rows(("K", "A0", 0.5), ("L", "L", 3.0)), fake, state, partition=P1)
+    # P1 sends K's new values A and crashes while its Bulk job runs: the job stays open.
+    fake.crash_in_wait = True
+    with pytest.raises(SimulatedCrash):
+        run_sync_partition(spec, rows(("K", "A", 1.0), ("L", "L", 3.0)), fake, state, partition=P1)
+    fake.crash_in_wait = False
+    # K moves to P2, which takes its state over and sends B.
+    moved = run_sync_partition(spec, rows(("K", "B", 2.0)), fake, state, partition=P2)
+    assert moved.updated == 1
+    # P1 runs again: it reconciles its old job, but K is P2's now.
+    again = run_sync_partition(spec, rows(("L", "L", 3.0)), fake, state, partition=P1)
+    assert again.bulk_job_ids  # the old job was settled...
+    assert state.journal_open_entries("contacts", P1) == []
+    assert again.reconciled == 0  # ...but its only record, K, is not P1's any more
+    assert [p for p, _, _ in where_is(state, "K")] == [P2]
+    # So when K comes back to P1 with the values of the reconciled job, it is sent again.
+    back = run_sync_partition(
+        spec, rows(("K", "A", 1.0), ("L", "L", 3.0)), fake, state, partition=P1
+    )
+    assert back.updated == 1
+    assert fake.contact("K")["LastName"] == "A"
+    assert [p for p, _, _ in where_is(state, "K")] == [P1]

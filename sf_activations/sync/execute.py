@@ -560,7 +560,14 @@ def _finish_job(
         code = "BULK_JOB_FAILED"
         message = f"bulk job {job_id} {info.state}: {info.error_message or 'no message'}"
     if submitted is None:
+        # Reconciling a job an earlier run left open: a record that has since moved to another
+        # time partition (which took its state over) is that partition's now, so its outcome
+        # here must not write a second, stale row for it.
         submitted = run.state.journal_records(entry.entry_id)
+        moved = run.state.moved_away(run.sync, run.partition, submitted.get_column("key"))
+        if moved.len():
+            run.progress(f"bulk job {job_id}: {moved.len()} record(s) moved to other partitions")
+            submitted = submitted.filter(~pl.col("key").is_in(moved.implode()))
     outcomes = _attach(submitted, results, code, message)
     run.state.commit_results(run.sync, run.partition, outcomes, close_entry=entry.entry_id)
     return ExecutionResult(

@@ -551,9 +551,9 @@ class StateStore:
         are left alone. A key held by several other partitions (state written before moves
         were adopted) takes the most recently updated row; the older copies are dropped.
 
-        The look-up is a read (index ``record_state_time_key``, time partitions only) and takes no lock; only keys found
-        elsewhere are moved, in one ``BEGIN IMMEDIATE`` transaction that bumps the generation
-        of every partition it touches. This is the one write to another partition's rows, and
+        The look-up is a read (index ``record_state_time_key``, time partitions only) and
+        takes no lock; only keys found elsewhere are moved, in one ``BEGIN IMMEDIATE``
+        transaction that bumps the generation of every partition it touches. This is the one write to another partition's rows, and
         it stays safe next to a run of that partition in another process: SQLite serializes the
         move with every other writer, so at every commit a row is in exactly one partition; and
         the bumped generation means the other run's loaded frame no longer matches its
@@ -609,6 +609,15 @@ class StateStore:
         if generation is not None:
             self._track_adopted(sync, partition, generation, adopted)
         return adopted
+
+    def moved_away(self, sync: str, partition: str, keys: pl.Series) -> pl.Series:
+        """The ``keys`` that another (time) partition of ``sync`` holds and ``partition`` does
+        not: records that moved there (``adopt``) while a job of ``partition`` was in flight."""
+        wanted = keys.cast(pl.String).drop_nulls().unique()
+        if wanted.len() == 0 or not self._has_other_partitions(sync, partition):
+            return pl.Series("key", [], dtype=pl.String)
+        found = self._held_elsewhere(sync, partition, wanted.to_list())
+        return pl.Series("key", sorted({k for k, _, _ in found}), dtype=pl.String)
 
     def _has_other_partitions(self, sync: str, partition: str) -> bool:
         """Whether any partition of ``sync`` besides ``partition`` holds state (two seeks on
