@@ -18,7 +18,9 @@ both sides) to the end of the sync; API calls and writes come from the emulator'
 requests); peak RSS is the child's ``ru_maxrss`` and the emulator's ``VmHWM``; client CPU
 is the child's user + system time (a fairer measure than wall time on a busy machine).
 
-    .venv/bin/python bench/sync_vs_plain.py [--rows 1000000] [--plain-wait 0.5]
+    .venv/bin/python bench/sync_vs_plain.py [--rows 1000000] [--plain-wait 0.5] [--engine-only]
+
+``--engine-only`` skips the two plain measurements (quick iterations; no targets are judged).
 
 simple-salesforce's ``wait`` (seconds slept before the first poll and added to every poll
 interval; default 5) is set to ``--plain-wait``: 0.5 is the helper's own ``wait_for_job``
