@@ -46,6 +46,7 @@ class SyncTotals:
     sync: str
     partitions: int = 0
     read: int = 0
+    compared: int = 0  # rows read in full and mapped (the others were unchanged at the source)
     created: int = 0
     updated: int = 0
     unchanged: int = 0
@@ -61,6 +62,7 @@ class SyncTotals:
         """Add one partition's materialization metadata (values of ``sf/*`` keys)."""
         self.partitions += 1
         self.read += int(metadata.get("sf/records_read", 0))
+        self.compared += int(metadata.get("sf/rows_compared", 0))
         self.created += int(metadata.get("sf/created", 0))
         self.updated += int(metadata.get("sf/updated", 0))
         self.unchanged += int(metadata.get("sf/unchanged", 0))
@@ -216,6 +218,7 @@ def format_summary(totals: Mapping[str, SyncTotals]) -> str:
         "sync",
         "parts",
         "read",
+        "compared",
         "created",
         "updated",
         "unchanged",
@@ -230,6 +233,7 @@ def format_summary(totals: Mapping[str, SyncTotals]) -> str:
             t.sync,
             str(t.partitions),
             str(t.read),
+            str(t.compared),
             str(t.created),
             str(t.updated),
             str(t.unchanged),

@@ -46,6 +46,11 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     assert (again_acc.created, again_acc.updated, again_acc.unchanged) == (0, 0, accounts.created)
     assert (again_con.created, again_con.updated, again_con.unchanged) == (0, 0, contacts.created)
     assert again_acc.api_calls < accounts.api_calls
+    # The first run maps every row; the second only the invalid and refused ones (the rest
+    # matched their stored source hash).
+    assert (accounts.compared, contacts.compared) == (accounts.read, contacts.read)
+    assert again_acc.compared == accounts.invalid + accounts.rejected
+    assert again_con.compared == contacts.invalid + contacts.rejected
     text = out.getvalue()
     assert "salesforce_accounts" in text and "unchanged" in text
     assert "dagster dev" in text or "--serve" in text
