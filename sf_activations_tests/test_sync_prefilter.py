@@ -361,3 +361,19 @@ def test_a_source_opens_nothing_until_asked_and_names_a_missing_table(
     warehouse.replace_table("not_built_yet", people(2))
     with source.session():
         assert list(source.columns()) == ["id", "last_name", "email", "score"]
+
+
+def test_new_engine_code_reads_everything_once_and_sends_nothing(
+    warehouse: DuckDBWarehouse, state: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sf_activations.sync import prefilter
+
+    fake = FakeSalesforce()
+    warehouse.replace_table("m", people(12))
+    _run(warehouse, fake, state)
+    assert _run(warehouse, fake, state)[0] == 0
+    # Another build of the mapping code (a new release, or a change in a source tree).
+    monkeypatch.setattr(prefilter, "_engine_code", lambda: "a later build")
+    compared, report = _run(warehouse, fake, state)
+    assert (compared, report.unchanged, report.bulk_job_ids) == (12, 12, [])
+    assert _run(warehouse, fake, state)[0] == 0

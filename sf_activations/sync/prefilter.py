@@ -8,11 +8,15 @@ always read). Every other row is read in full and goes through map, validate and
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 
 import polars as pl
 
+from sf_activations.sync import fingerprint, mapping
 from sf_activations.sync.mapping import check_source_columns, key_match_values, mapped_columns
 from sf_activations.sync.model import ObjectDescribe
 from sf_activations.sync.source import (
@@ -48,16 +52,29 @@ def used_columns(spec: SyncSpec) -> list[str]:
     return list(dict.fromkeys([spec.key.source, *(m.source for m in spec.mappings)]))
 
 
-def source_seed(spec: SyncSpec, describe: ObjectDescribe, source: PartitionSource) -> str:
-    """Everything besides the row's values that decides what ``map_records`` makes of it."""
-    types = source.columns()
+@functools.cache
+def _engine_code() -> str:
+    """The release, and a digest of the code that turns a row into what is sent (mapping and
+    fingerprints): a development build changes the seed too, not only a new version."""
     try:
         release = metadata.version("sf-activations")
     except metadata.PackageNotFoundError:  # run from a source tree
         release = "unknown"
+    digest = hashlib.sha256()
+    for module in (mapping, fingerprint):
+        try:
+            digest.update(Path(str(module.__file__)).read_bytes())
+        except OSError:  # no source on disk (a zipped install): the release stands for it
+            digest.update(module.__name__.encode())
+    return f"{release} {digest.hexdigest()[:16]}"
+
+
+def source_seed(spec: SyncSpec, describe: ObjectDescribe, source: PartitionSource) -> str:
+    """Everything besides the row's values that decides what ``map_records`` makes of it."""
+    types = source.columns()
     return seed_digest(
         "sf-activations source fingerprint v1",
-        release,
+        _engine_code(),
         source.scheme,
         [(c, types.get(c)) for c in used_columns(spec)],
         spec.behavior,

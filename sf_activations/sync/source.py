@@ -10,8 +10,8 @@ duplicated) are then read in full and go through map, validate and the stable MD
 The source fingerprint is a cache hint, not the record of truth (that stays the mapped MD5 of
 ``fingerprint.py``, invariant 3). It is DuckDB's 64-bit ``hash`` of a *seed* and the used
 columns, computed where the data lives. DuckDB's hash may change between releases, so the seed
-names the DuckDB release, our own release, the column types, the mapping and the mapped fields'
-describe: when any of those changes every row is read in full once, its mapped fingerprint
+names the DuckDB release, our own release and mapping code, the column types, the mapping and
+the mapped fields' describe: when any of those changes every row is read in full once, its mapped fingerprint
 decides whether anything is sent (usually nothing), and the new source fingerprints are stored.
 The hash folds the columns in order with a multiply-then-xor step, so a change confined to one
 column always changes the hash (when that value's own hash changes); two different rows agree
