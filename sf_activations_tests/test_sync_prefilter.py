@@ -18,13 +18,14 @@ import polars as pl
 import pytest
 
 from sf_activations.sync.diff import DIFF_STATE_COLUMNS
-from sf_activations.sync.mapping import SyncConfigError
+from sf_activations.sync.mapping import SyncConfigError, key_match_rule, key_match_values
 from sf_activations.sync.model import RecordError
 from sf_activations.sync.partitions import bucket_of, filter_bucket
 from sf_activations.sync.prefilter import read_partition
 from sf_activations.sync.report import SyncReport
 from sf_activations.sync.run import run_sync_partition
 from sf_activations.sync.source import (
+    KEY_HASH_COLUMN,
     KNOWN_ROW_COLUMN,
     SOURCE_FP_COLUMN,
     SOURCE_ROW_COLUMN,
@@ -377,3 +378,93 @@ def test_new_engine_code_reads_everything_once_and_sends_nothing(
     compared, report = _run(warehouse, fake, state)
     assert (compared, report.unchanged, report.bulk_job_ids) == (12, 12, [])
     assert _run(warehouse, fake, state)[0] == 0
+
+
+SCHEMA_ID_V = {"id": pl.String, "v": pl.String}
+_TRICKY_KEYS = [
+    "a",
+    "A",
+    "b",
+    "",
+    " ",
+    "\t",
+    "\u00a0",
+    " \u00a0",
+    " c",
+    "c",
+    None,
+    "x\u00e9",
+    "X\u00c9",
+]
+
+
+@pytest.mark.parametrize("case_insensitive", [True, False])
+def test_warehouse_key_hashes_flag_every_row_key_match_values_would(
+    *, case_insensitive: bool
+) -> None:
+    """The narrow pass's ``__key_hash`` is null wherever polars sees no key, and equal for keys
+    ``map_records`` calls duplicates; non-ASCII keys compared in lower case fall back to the
+    key text (only polars knows their lower case)."""
+    plain = contact_describe()
+    describe = replace(
+        plain,
+        fields=tuple(
+            replace(f, case_sensitive=not case_insensitive) if f.name == "Ext_Id__c" else f
+            for f in plain.fields
+        ),
+    )
+    spec = contact_spec()
+    rule = key_match_rule(spec, describe)
+    assert rule == ("lower" if case_insensitive else "exact")
+    ascii_only = [k for k in _TRICKY_KEYS if k is None or k.isascii()]
+    for keys in (ascii_only, _TRICKY_KEYS):
+        frame = pl.DataFrame({"id": keys, "v": ["1"] * len(keys)}, schema=SCHEMA_ID_V)
+        with frame_source(frame).session() as session:
+            narrow = session.fingerprints("id", ["id", "v"], "s", key_rule=rule)
+        narrow = narrow.sort(SOURCE_ROW_COLUMN)
+        if rule == "lower" and keys is _TRICKY_KEYS:
+            assert KEY_HASH_COLUMN not in narrow.columns
+            assert narrow.get_column("id").to_list() == keys
+            continue
+        assert "id" not in narrow.columns
+        hashes = narrow.get_column(KEY_HASH_COLUMN).to_list()
+        match = key_match_values(spec, pl.Series(keys, dtype=pl.String), describe).to_list()
+        for i, (m, h) in enumerate(zip(match, hashes, strict=True)):
+            if m is None:
+                assert h is None, keys[i]
+            for j in range(i):
+                if m is not None and m == match[j]:
+                    assert h is not None and h == hashes[j], (keys[i], keys[j])
+        # Rows with a key hash: equal hashes only for equal match texts (no false alarms here).
+        pairs = [(m, h) for m, h in zip(match, hashes, strict=True) if h is not None]
+        assert len({m for m, _ in pairs}) == len({h for _, h in pairs})
+
+
+def test_a_key_that_only_polars_lower_cases_like_an_unchanged_one_sets_both_aside(
+    warehouse: DuckDBWarehouse, state: StateStore
+) -> None:
+    fake = FakeSalesforce()
+    warehouse.replace_table("m", people(20))
+    _run(warehouse, fake, state)
+    # U+212A KELVIN SIGN lower-cases to "k": "\u212a5" and the unchanged "k5" are one key.
+    kelvin = people(1, offset=5).with_columns(
+        pl.lit("\u212a5").alias("id"), pl.lit("Kelvin").alias("last_name")
+    )
+    blank = people(1, offset=30).with_columns(pl.lit("\u00a0 ").alias("id"))
+    warehouse.replace_table("m", pl.concat([people(20), kelvin, blank]))
+    compared, report = _run(warehouse, fake, state)
+    assert compared == 3
+    assert report.error_counts == {"INVALID_DUPLICATE_KEY": 2, "INVALID_NULL_KEY": 1}
+    assert fake.contact("k5")["LastName"] == "Name 5"
+
+
+def test_a_bucket_source_returns_the_key_for_its_filter_even_with_key_hashes(
+    warehouse: DuckDBWarehouse,
+) -> None:
+    warehouse.replace_table("m", people(30))
+    source = warehouse.source("m").filtered(lambda f: filter_bucket(f, "id", "b0", 2))
+    expected = people(30).filter(bucket_of(people(30)["id"], 2) == 0)["id"].sort().to_list()
+    with source.session() as session:
+        narrow = session.fingerprints("id", ["id"], "s", key_rule="exact")
+    assert narrow.get_column("id").sort().to_list() == expected
+    assert narrow.get_column(KEY_HASH_COLUMN).null_count() == 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import polars as pl
 
@@ -280,6 +281,19 @@ def key_match_values(spec: SyncSpec, keys: pl.Series, describe: ObjectDescribe) 
     raw = _as_text(pl.col("k"), keys.dtype)
     value, _ = _canonical(raw, keys.dtype, key)
     return pl.DataFrame({"k": keys}).select(_match_key(value, key).alias("match")).to_series()
+
+
+def key_match_rule(spec: SyncSpec, describe: ObjectDescribe) -> Literal["exact", "lower"] | None:
+    """How ``map_records`` compares the values of a text key column for duplicates when it
+    compares their own text: ``"exact"``, or ``"lower"`` (lower-cased, see ``_match_key``);
+    None when the key's field turns its text into another canonical form (a number, a date),
+    where only ``key_match_values`` says."""
+    key = mapped_columns(spec, describe)[0]
+    raw = pl.col("k")
+    value, _ = _canonical(raw, pl.String(), key)
+    if not value.meta.eq(raw):
+        return None
+    return "lower" if _case_insensitive(key.describe) else "exact"
 
 
 def split_missing_required(

@@ -17,9 +17,15 @@ from pathlib import Path
 import polars as pl
 
 from sf_activations.sync import fingerprint, mapping
-from sf_activations.sync.mapping import check_source_columns, key_match_values, mapped_columns
+from sf_activations.sync.mapping import (
+    check_source_columns,
+    key_match_rule,
+    key_match_values,
+    mapped_columns,
+)
 from sf_activations.sync.model import ObjectDescribe
 from sf_activations.sync.source import (
+    KEY_HASH_COLUMN,
     KNOWN_ROW_COLUMN,
     SOURCE_ROW_COLUMN,
     PartitionSource,
@@ -117,9 +123,16 @@ def _narrowed(
     key = spec.key.source
     columns = used_columns(spec)
 
-    narrow = session.fingerprints(key, columns, seed, known=known)
-    match = key_match_values(spec, narrow.get_column(key), describe)
-    suspect = match.is_null() | _maybe_duplicated(match)
+    narrow = session.fingerprints(
+        key, columns, seed, known=known, key_rule=key_match_rule(spec, describe)
+    )
+    if KEY_HASH_COLUMN in narrow.columns:
+        # The warehouse hashed each key's match text: null (maybe blank) or repeated is suspect.
+        hashes = narrow.get_column(KEY_HASH_COLUMN)
+        suspect = hashes.is_null() | _repeated(hashes)
+    else:
+        match = key_match_values(spec, narrow.get_column(key), describe)
+        suspect = match.is_null() | _repeated(match.hash(seed=0))
     hit = narrow.get_column(KNOWN_ROW_COLUMN).is_not_null() & ~suspect
     misses = narrow.filter(~hit)
     if misses.height > FULL_READ_SHARE * narrow.height:
@@ -138,13 +151,12 @@ def _narrowed(
     )
 
 
-def _maybe_duplicated(values: pl.Series) -> pl.Series:
-    """True for every value that occurs more than once, and possibly for a few that do not
-    (64-bit hash collisions): those are merely read in full, where ``map_records`` decides.
-    Sorting a million hashes is several times faster than ``is_duplicated`` on the text."""
-    hashes = values.hash(seed=0)
-    ordered = hashes.sort()
+def _repeated(hashes: pl.Series) -> pl.Series:
+    """True for every hash that occurs more than once (nulls: False). Two different keys with
+    one 64-bit hash are merely both read in full, where ``map_records`` decides. Sorting a
+    million hashes is several times faster than ``is_duplicated`` on the text."""
+    ordered = hashes.drop_nulls().sort()
     repeated = ordered.filter(ordered == ordered.shift(1))
     if repeated.len() == 0:
-        return pl.repeat(value=False, n=values.len(), dtype=pl.Boolean, eager=True)
-    return hashes.is_in(repeated.implode())
+        return pl.repeat(value=False, n=hashes.len(), dtype=pl.Boolean, eager=True)
+    return hashes.is_in(repeated.implode()).fill_null(value=False)

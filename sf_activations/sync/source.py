@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import duckdb
 import polars as pl
@@ -41,6 +41,17 @@ SOURCE_ROW_COLUMN = "__source_row"
 KNOWN_ROW_COLUMN = "__known_row"
 """The position in ``known`` of the fingerprint a row matched (null: none)."""
 
+KEY_HASH_COLUMN = "__key_hash"
+"""A 64-bit hash of a text key's match text, computed by the warehouse (see
+``SourceSession.fingerprints``' ``key_rule``)."""
+
+KeyRule = Literal["exact", "lower"]
+"""How a text key is compared for duplicates: as written, or lower-cased."""
+
+# Every code point Unicode calls white space (polars' ``strip_chars`` strips them) beyond
+# U+0000..U+0020: a key starting with one of these might be blank.
+_WIDE_SPACES = "133, 160, 5760, 8232, 8233, 8239, 8287, 12288"
+
 ConnectionFactory = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
 
 
@@ -48,11 +59,23 @@ class SourceSession(Protocol):
     """One consistent view of a partition: both reads see the same rows."""
 
     def fingerprints(
-        self, key: str, columns: Sequence[str], seed: str, *, known: pl.Series | None = None
+        self,
+        key: str,
+        columns: Sequence[str],
+        seed: str,
+        *,
+        known: pl.Series | None = None,
+        key_rule: KeyRule | None = None,
     ) -> pl.DataFrame:
         """Every row's ``key`` column (as read), ``__source_fp`` over ``columns``,
         ``__source_row``, and ``__known_row``: the position in ``known`` (source fingerprints,
-        nulls allowed) of the row's fingerprint, or null. The match runs where the data is."""
+        nulls allowed) of the row's fingerprint, or null. The match runs where the data is.
+
+        With ``key_rule`` (the caller's promise that ``map_records`` compares the key's own
+        text, lower-cased for ``"lower"``), the source may instead return ``__key_hash``: a
+        64-bit hash of each row's match text, null where the key is missing or might be blank
+        (it may be null for more rows than that, never fewer; equal match texts always get
+        equal hashes). The key column is then left out unless the source needs it itself."""
         ...
 
     def read(
@@ -125,6 +148,7 @@ class DuckDBSource:
         self._params = list(params)
         self._row_id = row_id
         self._post = post
+        self._post_needs_key = False  # ``filtered``'s ``keep`` may look at the key column
         self._columns = columns  # known already when the caller looked at the table
         self._missing = missing
         self._active: duckdb.DuckDBPyConnection | None = None  # the open session's
@@ -140,7 +164,7 @@ class DuckDBSource:
         def both(frame: pl.DataFrame) -> pl.DataFrame:
             return keep(post(frame) if post is not None else frame)
 
-        return DuckDBSource(
+        narrowed = DuckDBSource(
             self._connect,
             self._relation,
             self._where,
@@ -150,6 +174,8 @@ class DuckDBSource:
             columns=self._columns,
             missing=self._missing,
         )
+        narrowed._post_needs_key = True
+        return narrowed
 
     def columns(self) -> dict[str, str]:
         if self._columns is None:
@@ -221,15 +247,30 @@ class _DuckDBSession:
         return self._conn.query(sql, params=[*self._source._params, seed]).pl()
 
     def fingerprints(
-        self, key: str, columns: Sequence[str], seed: str, *, known: pl.Series | None = None
+        self,
+        key: str,
+        columns: Sequence[str],
+        seed: str,
+        *,
+        known: pl.Series | None = None,
+        key_rule: KeyRule | None = None,
     ) -> pl.DataFrame:
         src = self._source
+        hashed = (
+            key_rule is not None
+            and src._row_id is not None  # by-key reads (views) need the keys themselves
+            # Text in DuckDB's words, or polars' for a ``frame_source``.
+            and (src._columns or {}).get(key) in ("VARCHAR", "String")
+            and not (key_rule == "lower" and self._has_wide_keys(key))
+        )
         # A view has no rowid: number its rows instead (used only to tell them apart here).
         row_id = src._row_id or "row_number() OVER ()"
-        narrow = src._select(
-            f"{quote_identifier(key)}, {self._fp_sql(columns)}, "
-            f"CAST({row_id} AS BIGINT) AS {SOURCE_ROW_COLUMN}"
-        )
+        what = [f"{self._fp_sql(columns)}", f"CAST({row_id} AS BIGINT) AS {SOURCE_ROW_COLUMN}"]
+        if not hashed or src._post_needs_key:
+            what.insert(0, quote_identifier(key))
+        if hashed:
+            what.append(_key_hash_sql(quote_identifier(key), key_rule == "lower"))
+        narrow = src._select(", ".join(what))
         # DuckDB's hash join is several times faster than polars' is_in over a million random
         # 64-bit values. ``known`` goes in as UBIGINT, what hash() returns.
         fps = pl.Series("fp", [], dtype=pl.Int64) if known is None else known.cast(pl.Int64)
@@ -256,6 +297,13 @@ class _DuckDBSession:
             self._keys, self._key = frame.get_column(key), key
         return src._finish(frame)
 
+    def _has_wide_keys(self, key: str) -> bool:
+        """Whether any key has a character beyond ASCII (whose lower case only polars knows)."""
+        src = self._source
+        k = quote_identifier(key)
+        sql = src._select("count(*)", f"strlen({k}) <> length({k})")
+        return int(self._conn.query(sql, params=src._params or None).fetchall()[0][0]) > 0
+
     def read(
         self, columns: Sequence[str], seed: str, *, rows: pl.Series | None = None
     ) -> pl.DataFrame:
@@ -278,6 +326,22 @@ class _DuckDBSession:
             return src._finish(self._query(src._select(what, where), seed))
         finally:
             self._conn.unregister("__sf_activations_rows")
+
+
+def _key_hash_sql(key: str, lower: bool) -> str:
+    """``__key_hash`` of a text key: null for a missing key and for any key that starts with
+    white space (every blank key does); else ``hash`` of the key, lower-cased when ``lower``
+    (the caller has checked that every key is ASCII, where DuckDB's ``lower`` and polars'
+    ``to_lowercase`` agree)."""
+    text = f"lower({key})" if lower else key
+    maybe_blank = (
+        f"{key} IS NULL OR {key} = '' OR ord({key}) <= 32 OR ord({key}) IN ({_WIDE_SPACES})"
+        f" OR ord({key}) BETWEEN 8192 AND 8202"
+    )
+    return (
+        f"CAST(CASE WHEN {maybe_blank} THEN NULL ELSE hash({text}) END AS UBIGINT)"
+        f" AS {KEY_HASH_COLUMN}"
+    )
 
 
 def frame_source(frame: pl.DataFrame) -> DuckDBSource:
