@@ -34,6 +34,9 @@ from sf_activations.sync.source import (
 )
 from sf_activations.sync.spec import SyncSpec
 
+SKIPPED_COLUMNS = ("key", "salesforce_id")
+"""The state columns ``PartitionRead.skipped`` keeps."""
+
 FULL_READ_SHARE = 0.5
 """Above this share of rows to read, one full read is cheaper than a narrow pass + a keyed read."""
 
@@ -43,7 +46,7 @@ class PartitionRead:
     """What ``read_partition`` found.
 
     ``rows`` are the source rows to map (the used columns and ``__source_fp``); ``skipped``
-    the state rows of records whose source row did not change; ``state`` the other state rows
+    the state rows (``SKIPPED_COLUMNS``) of records whose source row did not change; ``state`` the other state rows
     (what ``compute_changes`` diffs ``rows`` against: gone records are among them).
     """
 
@@ -103,7 +106,7 @@ def read_partition(
         seed = source_seed(spec, describe, source)
         if known.null_count() == known.len():
             rows = session.read(used_columns(spec), seed)
-            return PartitionRead(rows, rows.height, state.clear(), state)
+            return PartitionRead(rows, rows.height, state.select(SKIPPED_COLUMNS).clear(), state)
         return _narrowed(spec, describe, session, state=state, seed=seed, known=known)
 
 
@@ -137,7 +140,7 @@ def _narrowed(
     misses = narrow.filter(~hit)
     if misses.height > FULL_READ_SHARE * narrow.height:
         rows = session.read(columns, seed)
-        return PartitionRead(rows, rows.height, state.clear(), state)
+        return PartitionRead(rows, rows.height, state.select(SKIPPED_COLUMNS).clear(), state)
 
     rows = session.read(columns, seed, rows=misses.get_column(SOURCE_ROW_COLUMN))
     skip = pl.zeros(state.height, dtype=pl.Boolean, eager=True).scatter(
@@ -146,7 +149,8 @@ def _narrowed(
     return PartitionRead(
         rows=rows,
         records_read=narrow.height,
-        skipped=state.filter(skip),
+        # Only what the run counts and reports of them (their other columns stay unread).
+        skipped=state.select(SKIPPED_COLUMNS).filter(skip),
         state=state.filter(~skip),
     )
 
