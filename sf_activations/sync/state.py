@@ -80,8 +80,8 @@ RESULT_SCHEMA: dict[str, pl.DataType] = {
 }
 """Columns ``StateStore.commit_results`` expects: one row per record outcome."""
 
-_DDL = """
-CREATE TABLE IF NOT EXISTS record_state (
+# The record tables' columns: the base and the overlay (see StateStore.commit_results) alike.
+_RECORD_COLUMNS_DDL = """
     sync TEXT NOT NULL,
     partition TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -95,7 +95,11 @@ CREATE TABLE IF NOT EXISTS record_state (
     updated_at TEXT NOT NULL,
     source_fingerprint INTEGER,
     PRIMARY KEY (sync, partition, key)
-) WITHOUT ROWID;
+"""
+
+_DDL = f"""
+CREATE TABLE IF NOT EXISTS record_state (
+{_RECORD_COLUMNS_DDL}) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS record_state_pending ON record_state (sync, partition)
     WHERE status = 'pending';
 -- Time partition keys start with a digit (2026-01-31, 2026-01-31-10:00): only their rows are
@@ -105,20 +109,7 @@ CREATE INDEX IF NOT EXISTS record_state_time_key ON record_state (sync, key)
 -- The overlay (see StateStore.commit_results): a row here replaces the row of the same
 -- (sync, partition, key) in record_state. Small runs of non-time partitions write here.
 CREATE TABLE IF NOT EXISTS record_state_recent (
-    sync TEXT NOT NULL,
-    partition TEXT NOT NULL,
-    key TEXT NOT NULL,
-    fingerprint TEXT,
-    salesforce_id TEXT,
-    status TEXT NOT NULL CHECK (status IN ('synced', 'pending')),
-    error_code TEXT,
-    error_message TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    first_failed_at TEXT,
-    updated_at TEXT NOT NULL,
-    source_fingerprint INTEGER,
-    PRIMARY KEY (sync, partition, key)
-) WITHOUT ROWID;
+{_RECORD_COLUMNS_DDL}) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS record_state_recent_pending ON record_state_recent (sync, partition)
     WHERE status = 'pending';
 CREATE TABLE IF NOT EXISTS bulk_jobs (
