@@ -46,8 +46,9 @@ class PartitionRead:
     """What ``read_partition`` found.
 
     ``rows`` are the source rows to map (the used columns and ``__source_fp``); ``skipped``
-    the state rows (``SKIPPED_COLUMNS``) of records whose source row did not change; ``state`` the other state rows
-    (what ``compute_changes`` diffs ``rows`` against: gone records are among them).
+    the state rows (``SKIPPED_COLUMNS`` only) of records whose source row did not change;
+    ``state`` the other state rows (what ``compute_changes`` diffs ``rows`` against: gone
+    records are among them).
     """
 
     rows: pl.DataFrame
