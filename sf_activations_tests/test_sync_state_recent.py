@@ -329,6 +329,40 @@ def test_a_state_file_from_the_previous_release_opens_and_works(tmp_path: Path) 
         )
         assert store.pending_count("s", "__all__") == 1
         assert [r[0] for r in current_view(db, "__all__")] == ["k0", "k1"]
+    assert _schema_version(db) == str(state.STATE_SCHEMA_VERSION) == "2"
+
+
+def _schema_version(db: Path) -> str | None:
+    with sqlite3.connect(db) as conn:
+        row = conn.execute("SELECT value FROM store_meta WHERE name = 'schema_version'").fetchone()
+    return None if row is None else str(row[0])
+
+
+def test_a_state_file_of_a_later_layout_is_refused_untouched(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    with StateStore(db) as store:
+        store.commit_results("s", "__all__", outcomes([("k0", "fp", True, "003A")]))
+    assert _schema_version(db) == "2"
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE store_meta SET value = '3' WHERE name = 'schema_version'")
+        conn.execute("DROP VIEW record_state_current")  # as a later layout might have done
+    with pytest.raises(state.StateFileTooNew) as caught:
+        StateStore(db)
+    message = str(caught.value)
+    assert str(db) in message
+    assert "layout 3" in message and "reads up to 2" in message
+    assert "Upgrade sf_activations" in message
+    with sqlite3.connect(db) as conn:
+        # Nothing was created or changed in the file.
+        assert (
+            conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE name = 'record_state_current'"
+            ).fetchone()
+            is None
+        )
+        assert conn.execute(
+            "SELECT value FROM store_meta WHERE name = 'schema_version'"
+        ).fetchone() == ("3",)
 
 
 def test_two_stores_on_one_file_see_each_others_recent_rows(

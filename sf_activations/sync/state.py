@@ -211,6 +211,28 @@ ON CONFLICT (sync, partition, key) DO UPDATE SET
 {", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[3:])}
 """
 
+STATE_SCHEMA_VERSION = 2
+"""The layout of the state file this release writes (``store_meta.schema_version``): 1 is
+``record_state`` alone (files without the entry), 2 adds ``record_state_recent``. A file of
+a later layout is refused (``StateFileTooNew``): this release would not read rows that one
+keeps elsewhere, and would send those records again or, for ``create_only``, create them
+twice."""
+
+
+class StateFileTooNew(RuntimeError):
+    """The state file was written by a later release, in a layout this one cannot read."""
+
+    def __init__(self, path: Path, found: int) -> None:
+        self.path, self.found = path, found
+        super().__init__(
+            f"The state file {path} was written by a later sf_activations (state layout "
+            f"{found}; this release reads up to {STATE_SCHEMA_VERSION}). Upgrade sf_activations "
+            "to the release that wrote it; do not run this one on it: it would not see every "
+            "record's state, and would send records again (create_only syncs would create "
+            "them twice)."
+        )
+
+
 _BUMP = """
 INSERT INTO partition_generation (sync, partition, generation) VALUES (?, ?, 1)
 ON CONFLICT (sync, partition) DO UPDATE SET generation = generation + 1
@@ -300,10 +322,22 @@ class StateStore:
         self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
         self._conn.execute("PRAGMA journal_mode = WAL")
         self._conn.execute("PRAGMA synchronous = NORMAL")
+        found = _schema_version(self._conn)
+        if found > STATE_SCHEMA_VERSION:
+            self._conn.close()
+            raise StateFileTooNew(self.path, found)
         # executescript commits by itself; every statement is idempotent (IF NOT EXISTS).
         self._conn.executescript(_DDL)
         _add_missing_columns(self._conn)
         self._conn.execute(_VIEW_DDL)
+        if found < STATE_SCHEMA_VERSION:
+            # After the upgrade above: a release that checks the layout sees this one's.
+            self._conn.execute(
+                "INSERT INTO store_meta (name, value) VALUES ('schema_version', ?)"
+                " ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+                " WHERE CAST(store_meta.value AS INTEGER) < CAST(excluded.value AS INTEGER)",
+                (str(STATE_SCHEMA_VERSION),),
+            )
         self._store_id = str(
             self._conn.execute("SELECT value FROM store_meta WHERE name = 'store_id'").fetchone()[0]
         )
@@ -1098,6 +1132,18 @@ def _merged_rows(base: pl.DataFrame, per_key: pl.DataFrame) -> pl.DataFrame:
         pl.col("source_fingerprint"),
     )
     return merged.cast(pl.Schema(base.schema))
+
+
+def _schema_version(conn: sqlite3.Connection) -> int:
+    """The file's ``store_meta.schema_version``: 0 for a new file, 1 for one written before
+    the entry existed."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'store_meta'").fetchone() is None:
+        has_records = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE name = 'record_state'"
+        ).fetchone()
+        return 0 if has_records is None else 1
+    row = conn.execute("SELECT value FROM store_meta WHERE name = 'schema_version'").fetchone()
+    return 1 if row is None else int(row[0])
 
 
 def _add_missing_columns(conn: sqlite3.Connection) -> None:
