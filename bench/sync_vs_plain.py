@@ -19,8 +19,12 @@ requests); peak RSS is the child's ``ru_maxrss`` and the emulator's ``VmHWM``; c
 is the child's user + system time (a fairer measure than wall time on a busy machine).
 
     .venv/bin/python bench/sync_vs_plain.py [--rows 1000000] [--plain-wait 0.5] [--engine-only]
+                                            [--steady N]
 
 ``--engine-only`` skips the two plain measurements (quick iterations; no targets are judged).
+``--steady N`` adds N runs on the same state, each with another 1% of rows changed since the
+one before, and prints their mean and worst time: a small run writes its state to an overlay
+that about one run in ten folds into the main table, which this shows.
 
 simple-salesforce's ``wait`` (seconds slept before the first poll and added to every poll
 interval; default 5) is set to ``--plain-wait``: 0.5 is the helper's own ``wait_for_job``
@@ -289,6 +293,13 @@ def main() -> None:
         action="store_true",
         help="skip the two plain simple-salesforce measurements (no targets are judged)",
     )
+    parser.add_argument(
+        "--steady",
+        type=int,
+        default=0,
+        metavar="N",
+        help="then N more runs on the same state, each with another 1%% of rows changed",
+    )
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     parser.add_argument("--table", default="model", help=argparse.SUPPRESS)
     parser.add_argument("--db", type=Path, help=argparse.SUPPRESS)
@@ -324,12 +335,58 @@ def main() -> None:
                     emulator.admin("POST", "reset")
                 results[name] = run_child(name, table, paths, emulator, args.plain_wait)
                 print(f"{name}: {json.dumps(results[name])}", flush=True)
+            steady = [
+                run_steady(j, paths, emulator, args.plain_wait) for j in range(1, args.steady + 1)
+            ]
         finally:
             emulator.stop()
         print(f"load average {os.getloadavg()[0]:.2f} at the end")
+        if steady:
+            print_steady(steady, results.get("plain_resend"))
         if args.engine_only:
             return
         print_table(results)
+
+
+def run_steady(j: int, paths: dict[str, Path], emulator: Emulator, wait: float) -> dict[str, Any]:
+    """Steady-state run ``j``: the model with another 1% of names changed since run j - 1
+    (rows whose number ends in 01..j, on top of ``model_changed``'s 00)."""
+    import duckdb
+
+    with duckdb.connect(str(paths["db"])) as con:
+        con.execute(
+            f"""
+            CREATE OR REPLACE TABLE model_steady AS
+            SELECT * REPLACE (
+                CASE WHEN CAST(substr(external_id__c, 5) AS BIGINT) % 100 = 0
+                     THEN name || ' (renamed)'
+                     WHEN CAST(substr(external_id__c, 5) AS BIGINT) % 100 <= {int(j)}
+                     THEN name || ' (edited)' ELSE name END AS name)
+            FROM model
+            """
+        )
+    out = run_child("engine_steady", "model_steady", paths, emulator, wait)
+    phases = {k: round(v, 3) for k, v in out["phases"].items() if v >= 0.01}
+    print(
+        f"steady {j}: {out['wall_s']:.2f} s, {out['api_calls']} calls, "
+        f"{out['records_sent']} records sent, phases {phases}",
+        flush=True,
+    )
+    return out
+
+
+def print_steady(runs: list[dict[str, Any]], resend: dict[str, Any] | None) -> None:
+    """Mean and worst of the steady-state runs (one of them may fold the state overlay)."""
+    walls = sorted(r["wall_s"] for r in runs)
+    mean = sum(walls) / len(walls)
+    line = (
+        f"steady state, {len(runs)} runs of 1% each: mean {mean:.2f} s, median "
+        f"{walls[len(walls) // 2]:.2f} s, worst {walls[-1]:.2f} s, "
+        f"{sum(r['api_calls'] for r in runs) / len(runs):.1f} calls a run"
+    )
+    if resend is not None:
+        line += f"; the mean is {mean / resend['wall_s']:.1%} of the plain resend's time"
+    print(line)
 
 
 def print_table(results: dict[str, dict[str, Any]]) -> None:
