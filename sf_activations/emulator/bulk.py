@@ -1079,10 +1079,15 @@ def _from_object(org: Org, soql: str) -> str:
 
 
 def _select_list(soql: str) -> list[str]:
-    items = parse_soql(soql).select
+    parsed = parse_soql(soql)
+    items = parsed.select
     if any(isinstance(item, CountItem) for item in items):
         # UNVERIFIED wording: Bulk API 2.0 rejects aggregate queries.
         raise _invalid_job("InvalidJob : Aggregate queries are not supported by the Bulk API")
+    if parsed.offset is not None:
+        # Bulk API 2.0 does not support OFFSET ([docs] "Create a Query Job"); the code and
+        # wording are UNVERIFIED, modelled on the aggregate refusal above.
+        raise _invalid_job("InvalidJob : OFFSET is not supported by the Bulk API")
     return [item.text for item in items if not isinstance(item, CountItem)]
 
 
@@ -1281,6 +1286,16 @@ async def query_job_results(request: Request) -> Response:
     """``GET /jobs/query/{id}/results?maxRecords=N&locator=L``: CSV plus paging headers."""
     store = _store(request)
     job = store.query_job(request.path_params["job_id"])
+    version = version_of(request)
+    if version != job.api_version:
+        # Documented: "Use the same API version to get query results that you used to create
+        # the query. Otherwise, the call returns a 409 error." Code and wording UNVERIFIED.
+        raise SalesforceError(
+            "API_VERSION_MISMATCH",
+            f"Query job {job.id} was created with API version {job.api_version}; get its "
+            f"results with the same version, not {version}",
+            status=409,
+        )
     raw_max = request.query_params.get("maxRecords")
     try:
         max_records = int(raw_max) if raw_max else None

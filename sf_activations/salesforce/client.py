@@ -1,4 +1,5 @@
-"""``SalesforceClient``: the engine's ``SalesforcePort`` over REST, Collections and Bulk API 2.0.
+"""``SalesforceClient``: the engine's ``SalesforcePort`` over REST, Collections and Bulk API 2.0
+(ingest jobs, and query jobs for reading many records).
 
 Every call goes through ``_send``, which owns retries, re-login and API-call accounting, so the
 rules live in one place:
@@ -13,6 +14,8 @@ rules live in one place:
 Which calls are safe to repeat after a lost response:
 
 - reads (describe, query, job info, results, limits): always;
+- Bulk query job create: a lost response at worst leaves a query job nobody reads (one more
+  against the daily DailyBulkV2QueryJobs allowance);
 - Collections update and upsert: they converge (the same values land again). An upsert whose
   first attempt did create the record reports ``created=False`` on the repeat;
 - Collections delete: a repeat answers ENTITY_IS_DELETED for what the lost attempt deleted;
@@ -76,6 +79,9 @@ ApiCallKind = Literal[
     "bulk_abort",
     "bulk_poll",
     "bulk_results",
+    "bulk_query",
+    "bulk_query_poll",
+    "bulk_query_results",
     "collections",
     "limits",
 ]
@@ -197,7 +203,8 @@ class SalesforceClient:
       repeats do not count);
     - ``backoff_base_s`` / ``backoff_max_s``: exponential backoff between attempts (with jitter);
     - ``limit_backoff_s``: first wait after REQUEST_LIMIT_EXCEEDED (then doubling, capped);
-    - ``poll_initial_s`` / ``poll_max_s``: Bulk job polling, doubling from initial to max;
+    - ``poll_initial_s`` / ``poll_max_s``: Bulk job polling (ingest and query), doubling from
+      initial to max;
     - ``timeout``: (connect, read) seconds per HTTP request.
     """
 
@@ -240,7 +247,8 @@ class SalesforceClient:
         # job id -> when this client closed it (monotonic): the first poll waits a little.
         self._closed_at: dict[str, float] = {}
         self.bulk_poll_listener: Callable[[BulkJobInfo], None] | None = None
-        """Called with the job's info after every poll that finds it still running (progress)."""
+        """Called with the job's info after every poll that finds it still running (progress);
+        ingest and query jobs alike."""
 
     # ---------------------------------------------------------------- session and accounting
 
@@ -644,19 +652,34 @@ class SalesforceClient:
         ``bulk_poll_listener`` if set. A job still running after ``timeout_s`` raises
         ``SalesforceUnavailable`` (it keeps running; its id is enough to pick it up later).
         """
-        deadline = time.monotonic() + timeout_s
-        interval = self._poll_initial_s
         with self._lock:
             closed_at = self._closed_at.pop(job_id, None)
-        if closed_at is not None:
-            # A job this client has just closed is not done yet: a poll right away would be
-            # a call spent on "InProgress". (A job found in the journal is polled at once.)
-            settle = closed_at + self._poll_initial_s - time.monotonic()
+        return self._wait_for(job_id, self.bulk_job_info, started_at=closed_at, timeout_s=timeout_s)
+
+    def _wait_for(
+        self,
+        job_id: str,
+        poll: Callable[[str], BulkJobInfo],
+        *,
+        started_at: float | None,
+        timeout_s: float,
+    ) -> BulkJobInfo:
+        """The polling loop ``bulk_wait`` and ``bulk_query`` share (see ``bulk_wait``).
+
+        ``started_at`` (monotonic) is when this client set the job running, None for a job it
+        found elsewhere.
+        """
+        deadline = time.monotonic() + timeout_s
+        interval = self._poll_initial_s
+        if started_at is not None:
+            # A job this client has just set running is not done yet: a poll right away would
+            # be a call spent on "InProgress". (A job found in the journal is polled at once.)
+            settle = started_at + self._poll_initial_s - time.monotonic()
             if settle > 0:
                 self._sleep(settle)
             interval = min(interval * 2, self._poll_max_s)
         while True:
-            info = self.bulk_job_info(job_id)
+            info = poll(job_id)
             if info.finished:
                 return info
             if self.bulk_poll_listener is not None:
@@ -693,6 +716,102 @@ class SalesforceClient:
             for part, fetch in wanted.items()
         ]
         return bodies[0], bodies[1], bodies[2]
+
+    # ------------------------------------------------------------------- Bulk API 2.0 query
+
+    def bulk_query(
+        self, soql: str, *, max_records: int = 0, timeout_s: float = 86400.0
+    ) -> Iterator[bytes]:
+        """Run ``soql`` as a Bulk API 2.0 query job; yield its results page by page as CSV bytes.
+
+        Each page is UTF-8 CSV with its own header row (columns in SELECT order), comma-separated,
+        LF line endings, every value quoted and null as ``""``. ``max_records`` (> 0) caps the
+        records per page, else Salesforce picks the page size. Build ``soql`` with
+        ``soql_literal``/``soql_in`` for values; Bulk queries take no aggregates, GROUP BY,
+        OFFSET or parent-to-child subqueries.
+
+        The arguments are checked at once (``ValueError``); nothing is sent until the first page
+        is asked for. Then the job is created (a query Salesforce refuses raises
+        ``SalesforceRequestError`` with its code, e.g. INVALID_FIELD or MALFORMED_QUERY), polled
+        like ``bulk_wait`` (``bulk_poll_listener`` sees it too; still running after
+        ``timeout_s``: ``SalesforceUnavailable``), and its result pages fetched one per
+        iteration by following ``Sforce-Locator``. A job that ends Failed or Aborted raises
+        ``SalesforceRequestError`` (BULK_QUERY_FAILED / BULK_QUERY_ABORTED) with Salesforce's
+        errorMessage and the job id.
+        """
+        if not isinstance(soql, str) or not soql.strip():
+            msg = (
+                f"bulk_query needs a SOQL query (e.g. 'SELECT Id, Name FROM Account'), not {soql!r}"
+            )
+            raise ValueError(msg)
+        if isinstance(max_records, bool) or not isinstance(max_records, int) or max_records < 0:
+            msg = (
+                "max_records must be a whole number >= 0 (0 lets Salesforce pick the page "
+                f"size), not {max_records!r}"
+            )
+            raise ValueError(msg)
+        if not timeout_s > 0:
+            msg = f"timeout_s must be > 0 seconds, not {timeout_s!r}"
+            raise ValueError(msg)
+        return self._bulk_query_pages(soql, max_records=max_records, timeout_s=timeout_s)
+
+    def _bulk_query_pages(
+        self, soql: str, *, max_records: int, timeout_s: float
+    ) -> Iterator[bytes]:
+        job = {
+            "operation": "query",
+            "query": soql,
+            "contentType": "CSV",
+            "columnDelimiter": "COMMA",
+            "lineEnding": "LF",
+        }
+        created = self._json(
+            self._send(
+                "bulk_query",
+                "POST",
+                "jobs/query",
+                expected=(200, 201),
+                body=_dumps(job),
+                content_type="application/json",
+            )
+        )
+        job_id = str(created["id"])
+        info = self._wait_for(
+            job_id, self._bulk_query_info, started_at=time.monotonic(), timeout_s=timeout_s
+        )
+        if info.state != "JobComplete":
+            code = "BULK_QUERY_ABORTED" if info.state == "Aborted" else "BULK_QUERY_FAILED"
+            msg = (
+                f"Bulk query job {job_id} on {info.object or 'Salesforce'} ended {info.state}: "
+                f"{info.error_message or 'Salesforce gave no errorMessage'}. What to do: check "
+                "the query and the job in Setup > Bulk Data Load Jobs, then run it again."
+            )
+            raise SalesforceRequestError(code, msg)
+        params: dict[str, str] = {}
+        if max_records:
+            params["maxRecords"] = str(max_records)
+        while True:
+            sent = self._send(
+                "bulk_query_results",
+                "GET",
+                f"jobs/query/{job_id}/results",
+                params=params,
+                accept="text/csv",
+            )
+            locator = sent.response.headers.get("Sforce-Locator")
+            if not locator:
+                # Without it we cannot tell the last page from a cut-off result.
+                msg = f"Salesforce sent Bulk query job {job_id}'s results without Sforce-Locator"
+                raise SalesforceRequestError("UNEXPECTED_RESPONSE", msg)
+            yield sent.response.content
+            # The last page says so with the literal string "null" (salesforce-api.md §3.3).
+            if locator == "null":
+                return
+            params["locator"] = locator
+
+    def _bulk_query_info(self, job_id: str) -> BulkJobInfo:
+        sent = self._send("bulk_query_poll", "GET", f"jobs/query/{self._job_id(job_id)}")
+        return BulkJobInfo.from_api(self._json(sent))
 
     # ---------------------------------------------------------------------- sObject Collections
 
