@@ -139,6 +139,7 @@ class FakeSalesforce:
         self.sent: Counter[str] = Counter()  # external id value -> times it was sent
         self.csv_uploads: list[str] = []
         self.rest_payloads: list[list[dict[str, Any]]] = []
+        self.lookups: list[list[str]] = []  # the values of each lookup_ids call
         self._next = 0
 
     # ------------------------------------------------------------------ helpers for tests
@@ -363,6 +364,23 @@ class FakeSalesforce:
     def query(self, soql: str) -> list[dict[str, Any]]:
         self.calls["query"] += 1
         raise NotImplementedError
+
+    def lookup_ids(
+        self, sobject: str, field: str, values: Sequence[str], *, numeric: bool = False
+    ) -> list[tuple[str, Any]]:
+        """SOQL's matching: numbers as numbers, text ignoring case (no case-sensitive fields)."""
+        self.calls["query"] += 1
+        self.lookups.append(list(values))
+
+        def norm(v: Any) -> Any:
+            return float(v) if numeric else str(v).lower()
+
+        wanted = {norm(v) for v in values}
+        return [
+            (rid, rec[field])
+            for rid, rec in self.records[sobject].items()
+            if rec.get(field) is not None and norm(rec[field]) in wanted
+        ]
 
     def api_calls(self) -> Mapping[str, int]:
         return dict(self.calls)

@@ -78,6 +78,7 @@ def _field_to_api(f: FieldDescribe) -> dict[str, Any]:
         "unique": f.unique,
         "caseSensitive": f.case_sensitive,
         "idLookup": f.id_lookup,
+        "filterable": f.filterable,
         "createable": f.createable,
         "updateable": f.updateable,
         "nillable": f.nillable,

@@ -32,14 +32,17 @@ Which calls are safe to repeat after a lost response:
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import decimal
+import io
 import json
 import logging
 import random
 import re
 import threading
 import time
+import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -55,7 +58,7 @@ from sf_activations.salesforce.errors import (
     SalesforceUnavailable,
     is_transient_status,
 )
-from sf_activations.salesforce.soql import soql_identifier
+from sf_activations.salesforce.soql import soql_identifier, soql_literal
 from sf_activations.sync.model import (
     BulkJobInfo,
     BulkOperation,
@@ -88,6 +91,11 @@ ApiCallKind = Literal[
 
 COLLECTION_LIMIT = 200  # records per sObject Collections call (salesforce-api.md §2.5)
 BULK_MAX_UPLOAD_BYTES = 100 * 1024 * 1024  # raw CSV per job (150 MB after base64)
+LOOKUP_URL_CHARS = 8_000
+"""The longest URL-encoded query a lookup sends in one GET: Salesforce refuses a URI and headers
+over 16,384 bytes (414 / 431); half of that leaves room for the host, path and headers."""
+LOOKUP_REST_QUERIES = 8
+"""Lookups needing more REST queries than this read the field's values with one Bulk query."""
 _LIMIT_INFO = re.compile(r"(?:^|[;\s])api-usage=(\d+)/(\d+)")
 _RECORD_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
 _CLOSED_STATES = frozenset({"UploadComplete", "InProgress", "JobComplete", "Failed"})
@@ -813,6 +821,41 @@ class SalesforceClient:
         sent = self._send("bulk_query_poll", "GET", f"jobs/query/{self._job_id(job_id)}")
         return BulkJobInfo.from_api(self._json(sent))
 
+    # --------------------------------------------------------------------------- lookups
+
+    def lookup_ids(
+        self, sobject: str, field: str, values: Sequence[str], *, numeric: bool = False
+    ) -> list[tuple[str, Any]]:
+        """(Id, value of ``field``) of the records whose ``field`` is one of ``values``.
+
+        REST queries ``SELECT Id, <field> FROM <sobject> WHERE <field> IN (...)``, each URL
+        kept under ``LOOKUP_URL_CHARS``; when that would take more than ``LOOKUP_REST_QUERIES``
+        queries, one Bulk API query reads every non-null value of the field instead (a few
+        calls however many records) and only the rows that can match are kept. Salesforce
+        compares text ignoring case (except on case-sensitive fields): rows are returned as
+        Salesforce matched them and the caller compares exactly. ``numeric``: the values are
+        numbers (``"42"``, ``"-1.5"``).
+        """
+        soql_identifier(sobject)
+        soql_identifier(field)
+        unique = list(dict.fromkeys(values))
+        if not unique:
+            return []
+        literals = [_number_literal(v) if numeric else soql_literal(v) for v in unique]
+        head = f"SELECT Id, {field} FROM {sobject} WHERE {field} IN ("
+        queries = _in_queries(head, literals, LOOKUP_URL_CHARS)
+        if len(queries) <= LOOKUP_REST_QUERIES:
+            return [(str(r["Id"]), r.get(field)) for soql in queries for r in self.query_iter(soql)]
+        wanted = {_match_form(v, numeric=numeric) for v in unique}
+        scan = f"SELECT Id, {field} FROM {sobject} WHERE {field} != null"
+        out: list[tuple[str, Any]] = []
+        for page in self.bulk_query(scan):
+            for row in csv.DictReader(io.StringIO(page.decode("utf-8"))):
+                value = row.get(field)
+                if value not in (None, "") and _match_form(value, numeric=numeric) in wanted:
+                    out.append((row["Id"], value))
+        return out
+
     # ---------------------------------------------------------------------- sObject Collections
 
     def _collection_call(
@@ -961,6 +1004,50 @@ class SalesforceClient:
                     )
                 )
         return outcomes
+
+
+def _number_literal(value: str) -> str:
+    """A SOQL number literal for ``value`` (plain digits: SOQL has no exponent notation)."""
+    try:
+        number = decimal.Decimal(value.strip())
+    except decimal.InvalidOperation:
+        number = decimal.Decimal("NaN")
+    if not number.is_finite():
+        msg = f"{value!r} is not a number; a numeric field can only be looked up by numbers"
+        raise ValueError(msg)
+    return f"{number:f}"
+
+
+def _match_form(value: str, *, numeric: bool) -> Any:
+    """What two values are compared by when filtering a scan: a superset of SOQL's matches."""
+    if numeric:
+        try:
+            return decimal.Decimal(value.strip()).normalize()
+        except decimal.InvalidOperation:
+            return None
+    return value.lower()
+
+
+def _in_queries(head: str, literals: Sequence[str], max_url_chars: int) -> list[str]:
+    """``head`` + ``lit, lit, ...`` + ``)`` queries whose URL-encoded form (as the ``q=``
+    parameter of a GET) stays within ``max_url_chars``; every literal goes in exactly one."""
+    budget = max_url_chars - len(urllib.parse.quote_plus(head)) - len("%29")
+    queries: list[str] = []
+    batch: list[str] = []
+    used = 0
+    for lit in literals:
+        cost = len(urllib.parse.quote_plus(lit)) + len("%2C")
+        if cost > budget:
+            msg = f"a lookup value is too long for a query URL ({len(lit)} characters)"
+            raise ValueError(msg)
+        if batch and used + cost > budget:
+            queries.append(head + ",".join(batch) + ")")
+            batch, used = [], 0
+        batch.append(lit)
+        used += cost
+    if batch:
+        queries.append(head + ",".join(batch) + ")")
+    return queries
 
 
 def _conforms(client: SalesforceClient) -> SalesforcePort:

@@ -253,6 +253,17 @@ def _failed(keys: pl.Series, fingerprints: pl.Series, code: str, message: str) -
     )
 
 
+def _by_key(results: pl.DataFrame, submitted: pl.DataFrame) -> pl.DataFrame:
+    """Results identified by ``result_key`` (e.g. the Id of an update by looked-up Id) turned
+    back into results by key; a result naming no submitted record is dropped."""
+    keys = submitted.select(pl.col("result_key").alias("key"), pl.col("key").alias("__key"))
+    return (
+        results.join(keys, on="key", how="inner")
+        .with_columns(pl.col("__key").alias("key"))
+        .drop("__key")
+    )
+
+
 def _attach(
     submitted: pl.DataFrame, results: pl.DataFrame, missing_code: str, missing_message: str
 ) -> pl.DataFrame:
@@ -484,6 +495,7 @@ def _submit_bulk(run: _Run, batch: PlannedBatch) -> _Submitted | ExecutionResult
         key_header=batch.key_header,
         keys=keys,
         fingerprints=fps,
+        result_keys=None if batch.result_key is None else records.get_column(batch.result_key),
     )
     try:
         job_id = run.port.bulk_submit(
@@ -509,6 +521,10 @@ def _submit_bulk(run: _Run, batch: PlannedBatch) -> _Submitted | ExecutionResult
         msg = f"journal entry {entry_id} vanished"
         raise RuntimeError(msg)
     submitted = pl.DataFrame({"key": keys.cast(pl.String), "fingerprint": fps.cast(pl.String)})
+    if batch.result_key is not None:
+        submitted = submitted.with_columns(
+            records.get_column(batch.result_key).cast(pl.String).alias("result_key")
+        )
     return _Submitted(batch=batch, entry=entry, job_id=job_id, submitted=submitted)
 
 
@@ -568,6 +584,9 @@ def _finish_job(
         if moved.len():
             run.progress(f"bulk job {job_id}: {moved.len()} record(s) moved to other partitions")
             submitted = submitted.filter(~pl.col("key").is_in(moved.implode()))
+    if "result_key" in submitted.columns:
+        results = _by_key(results, submitted)
+        submitted = submitted.drop("result_key")
     outcomes = _attach(submitted, results, code, message)
     run.state.commit_results(run.sync, run.partition, outcomes, close_entry=entry.entry_id)
     return ExecutionResult(

@@ -395,6 +395,8 @@ def validate_spec(
                 f"{where}: key field {obj}.{key.name} is an External ID but not Unique; "
                 "mark it Unique so a key cannot match several records (DUPLICATE_EXTERNAL_ID)."
             )
+    elif spec.behavior == "update_only" and key.name != "Id":
+        problems.extend(_match_field_problems(where, obj, key))
     if key is not None and creates and key.name != "Id" and not key.createable:
         problems.append(f"{where}: key field {obj}.{key.name} is read-only; it must be writable.")
 
@@ -476,10 +478,43 @@ def _lookup_problems(
     return out
 
 
+MATCH_FIELD_TYPES = (
+    (TEXT_TYPES - {"encryptedstring", "address", "time", "id", "reference"})
+    | INT_TYPES
+    | FLOAT_TYPES
+)
+"""Field types an Update Only sync can match records by, besides the Id: text and numbers."""
+
+
+def _match_field_problems(where: str, obj: str, key: FieldDescribe) -> list[str]:
+    """Why ``key`` cannot identify the records of an Update Only sync (looked up by SOQL)."""
+    if key.type not in MATCH_FIELD_TYPES:
+        return [
+            f"{where}: key field {obj}.{key.name} is a {key.type} field; an Update Only sync "
+            "finds its records by the Id or by a text or number field (ideally a Unique "
+            "External ID): choose one of those as key.target."
+        ]
+    if not key.filterable:
+        return [
+            f"{where}: key field {obj}.{key.name} cannot be used in a SOQL filter (long text "
+            "areas cannot), so records cannot be looked up by it; choose another key.target."
+        ]
+    return []
+
+
+def key_is_case_insensitive(key: MappedColumn) -> bool:
+    """Whether Salesforce finds records by ``key`` ignoring case (see ``_case_insensitive``)."""
+    return _case_insensitive(key.describe)
+
+
 def _case_insensitive(field: FieldDescribe | None) -> bool:
-    # Salesforce matches an external id case-insensitively only when it is Unique and
-    # "treat ABC and abc as duplicates" is on (caseSensitive=false).
-    return field is not None and field.external_id and field.unique and not field.case_sensitive
+    """Whether Salesforce finds a record by this key field ignoring case: an External ID
+    that is Unique with "treat ABC and abc as duplicates" on (caseSensitive=false), and any
+    other text field used by an Update Only sync (matched by SOQL, which compares text
+    ignoring case except on case-sensitive fields)."""
+    if field is None or field.type not in TEXT_TYPES or field.type in ("id", "reference"):
+        return False
+    return not field.case_sensitive
 
 
 def _float_text(expr: pl.Expr) -> pl.Expr:

@@ -28,6 +28,7 @@ class FieldDescribe:
     unique: bool = False
     case_sensitive: bool = False
     id_lookup: bool = False
+    filterable: bool = True  # usable in a SOQL WHERE (long text areas are not)
     createable: bool = False
     updateable: bool = False
     nillable: bool = True
@@ -62,6 +63,7 @@ class FieldDescribe:
             unique=bool(payload.get("unique", False)),
             case_sensitive=bool(payload.get("caseSensitive", False)),
             id_lookup=bool(payload.get("idLookup", False)),
+            filterable=bool(payload.get("filterable", True)),
             createable=bool(payload.get("createable", False)),
             updateable=bool(payload.get("updateable", False)),
             nillable=bool(payload.get("nillable", True)),
@@ -270,6 +272,16 @@ class SalesforcePort(Protocol):
 
     def query(self, soql: str) -> list[dict[str, Any]]:
         """All records of a SOQL query (follows nextRecordsUrl), without ``attributes``."""
+        ...
+
+    def lookup_ids(
+        self, sobject: str, field: str, values: Sequence[str], *, numeric: bool = False
+    ) -> list[tuple[str, Any]]:
+        """(Id, value of ``field``) of every record of ``sobject`` whose ``field`` equals one of
+        ``values``, compared as a SOQL filter compares them (text ignoring case unless the
+        field is case-sensitive; ``numeric``: the values are numbers). How many queries, and
+        of which API, is the port's choice.
+        """
         ...
 
     def api_calls(self) -> Mapping[str, int]:

@@ -1,9 +1,9 @@
 """Turn a ChangeSet into Salesforce operations, as the sync's behavior dictates.
 
 Each behavior has a planner in ``PLANNERS``: Update or Create, Create Only and Update Only (by
-Id) are built; Mirror, Delete, Add and the multi-destination behaviors slot in as planners
-without reshaping the engine. A
-planner returns a ``SyncPlan`` of ``PlannedBatch``es; ``execute`` runs them in order.
+the Id, or by any text or number field whose Ids ``lookup`` finds first) are built; Mirror,
+Delete, Add and the multi-destination behaviors slot in as planners without reshaping the
+engine. A planner returns a ``SyncPlan`` of ``PlannedBatch``es; ``execute`` runs them in order.
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ MAX_BULK_BYTES = 100 * 1024 * 1024
 """Salesforce takes at most 150 MB base64-encoded per upload: about 100 MB of raw CSV."""
 
 """What Bulk API 2.0 reads as "set this field to null" in a CSV cell."""
+
+ID_HEADER = "Id"
+"""The CSV column of an update by Id."""
 
 REST_RECORDS_PER_CALL = 200
 """sObject Collections take at most 200 records per call."""
@@ -64,6 +67,9 @@ class PlannedBatch:
     columns: tuple[MappedColumn, ...]  # the Salesforce columns sent, CSV order
     records: pl.DataFrame  # __key, __fingerprint, __change, __salesforce_id + the columns
     transport: Transport
+    result_key: str | None = None
+    """The records' column whose value the results' ``key_header`` column echoes, when that
+    is not the key itself: ``__salesforce_id`` for an update by looked-up Id."""
 
     @property
     def size(self) -> int:
@@ -142,33 +148,42 @@ def plan_create_only(spec: SyncSpec, changes: ChangeSet, ctx: PlanContext) -> Sy
 
 
 def plan_update_only(spec: SyncSpec, changes: ChangeSet, ctx: PlanContext) -> SyncPlan:
-    """Update existing records by their Salesforce Id (the key column holds the Id).
+    """Update existing records by their Salesforce Id; never create.
 
-    Keys on any other field need their Ids looked up with a query first: not built yet.
+    When the key is the Id, the key column holds it. Any other key field (an Email, an
+    account number) cannot be upserted on: ``lookup.resolve_ids`` has filled each record's
+    ``__salesforce_id`` beforehand, and the records are updated by that Id, the key's own
+    field left as it is in Salesforce.
     """
     key = ctx.columns[0]
-    if key.field != "Id":
-        msg = (
-            f"sync {spec.name!r}: update_only by {key.field!r} is not implemented yet (it needs "
-            "a lookup of Salesforce Ids by key); use the Id as the key for now"
-        )
-        raise BehaviorNotSupported(msg)
     records = changes.to_send()
     if records.height == 0:
         return SyncPlan(batches=())
-    # The key is the Id: REST updates take it from __salesforce_id.
-    records = records.with_columns(pl.col(KEY_COLUMN).alias(SALESFORCE_ID_COLUMN))
-    return SyncPlan(
-        batches=split_batches(
-            spec,
-            records,
-            operation="update",
-            external_id_field=None,
-            key_header=key.header,
-            columns=ctx.columns,
-            max_bytes=ctx.max_bulk_bytes,
-        )
+    if key.field.lower() == "id":
+        # The key is the Id: REST updates take it from __salesforce_id.
+        records = records.with_columns(pl.col(KEY_COLUMN).alias(SALESFORCE_ID_COLUMN))
+        columns, result_key = ctx.columns, None
+    else:
+        unresolved = records.filter(pl.col(SALESFORCE_ID_COLUMN).is_null()).height
+        if unresolved:
+            msg = (
+                f"sync {spec.name!r}: {unresolved} record(s) keyed on {key.field!r} have no "
+                "Salesforce Id; look them up first (lookup.resolve_ids)"
+            )
+            raise ValueError(msg)
+        records = records.with_columns(pl.col(SALESFORCE_ID_COLUMN).alias(ID_HEADER))
+        by_id = MappedColumn(header=ID_HEADER, source=key.source, field="Id", describe=None)
+        columns, result_key = (by_id, *ctx.columns[1:]), SALESFORCE_ID_COLUMN
+    batches = split_batches(
+        spec,
+        records,
+        operation="update",
+        external_id_field=None,
+        key_header=columns[0].header,
+        columns=columns,
+        max_bytes=ctx.max_bulk_bytes,
     )
+    return SyncPlan(batches=tuple(replace(b, result_key=result_key) for b in batches))
 
 
 def split_batches(

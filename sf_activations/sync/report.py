@@ -145,6 +145,14 @@ ERROR_GUIDE: Mapping[str, tuple[str, str]] = {
         "Salesforce did not process the record (the job stopped before reaching it).",
         "Nothing to fix: the record stays pending and the next run sends it again.",
     ),
+    "NO_MATCHING_RECORD": (
+        "Update Only by a field: no record has the key's value in that field, and Update Only never creates.",
+        "Create the record in Salesforce or correct the value; the key is looked up again every run.",
+    ),
+    "AMBIGUOUS_MATCH": (
+        "Update Only by a field: several records have the key's value, or two keys found one record.",
+        "Merge the duplicates in Salesforce (or dedupe the model), or key the sync on a Unique External ID.",
+    ),
     "RESULT_MISSING": (
         "The job finished without reporting this record.",
         "Nothing to fix: the record stays pending and the next run sends it again.",

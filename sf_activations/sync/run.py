@@ -23,6 +23,7 @@ from sf_activations.sync.execute import (
     reconcile_journal,
 )
 from sf_activations.sync.fingerprint import FINGERPRINT_COLUMN, with_fingerprints
+from sf_activations.sync.lookup import needs_lookup, resolve_ids
 from sf_activations.sync.mapping import (
     KEY_COLUMN,
     SyncConfigError,
@@ -152,6 +153,16 @@ def run_sync_partition(
         f"{invalid.height} invalid, {changes.gone.height} gone"
     )
 
+    looked_up = ExecutionResult.empty()
+    if needs_lookup(spec, mapped.columns[0]) and changes.send_count:
+        with phases("lookup"):
+            resolved = resolve_ids(spec, changes, mapped.columns[0], port)
+            changes = resolved.changes
+            looked_up = ExecutionResult(outcomes=resolved.unmatched)
+            if resolved.unmatched.height:
+                state.commit_results(spec.name, partition, resolved.unmatched)
+        say(f"{where}: {resolved.summary}")
+
     with phases("plan"):
         plan = plan_sync(spec, changes, PlanContext(columns=mapped.columns, port=port))
 
@@ -177,6 +188,7 @@ def run_sync_partition(
             )
         finally:
             state.unstage(spec.name, partition)
+    executed = looked_up.merge(executed)
     if executed.stopped:
         say(f"{where}: stopped early: {executed.stopped}")
 

@@ -926,8 +926,13 @@ class StateStore:
         key_header: str,
         keys: pl.Series,
         fingerprints: pl.Series,
+        result_keys: pl.Series | None = None,
     ) -> str:
-        """Write a journal entry for a job about to be submitted; return its entry id."""
+        """Write a journal entry for a job about to be submitted; return its entry id.
+
+        ``result_keys`` are what the job's results identify each record by when that is not
+        its key (the Salesforce Id of an update by looked-up Id).
+        """
         entry_id = uuid.uuid4().hex
         stamp = now_iso()
         # One Arrow IPC blob per job instead of a row per record: a 10,000-record job costs
@@ -935,6 +940,8 @@ class StateStore:
         frame = pl.DataFrame(
             {"key": keys.cast(pl.String), "fingerprint": fingerprints.cast(pl.String)}
         )
+        if result_keys is not None:
+            frame = frame.with_columns(result_keys.cast(pl.String).alias("result_key"))
         buffer = io.BytesIO()
         frame.write_ipc(buffer, compression="zstd")
         blob = buffer.getvalue()
@@ -996,7 +1003,8 @@ class StateStore:
         return JournalEntry(*row) if row is not None else None
 
     def journal_records(self, entry_id: str) -> pl.DataFrame:
-        """The keys and fingerprints an entry's job carried (columns key, fingerprint)."""
+        """The keys and fingerprints an entry's job carried (columns key, fingerprint, and
+        result_key when the entry was written with ``result_keys``)."""
         row = self._conn.execute(
             "SELECT records FROM bulk_jobs WHERE entry_id = ?", (entry_id,)
         ).fetchone()

@@ -1,0 +1,191 @@
+"""Find the Salesforce records of an Update Only sync keyed on a field other than the Id.
+
+Such a key (an Email, an account number, any text or number field) is not an External ID,
+so Salesforce cannot upsert on it: each record's Id is looked up with a SOQL filter on the
+field, and the record is then updated by Id. A key is looked up when it is new or retried;
+a key that was updated before keeps the Id it was matched to, so a re-sync of changed
+records costs no lookup at all. A retried key is looked up afresh (its record may have
+been deleted or merged since).
+
+A key that matches no record, or several, is not sent: it stays pending with
+``NO_MATCHING_RECORD`` or ``AMBIGUOUS_MATCH`` and is looked up again on every run, so it
+syncs once the record exists or the duplicates are merged. (Picking one of several
+duplicates would update an arbitrary record and leave the others stale without a word.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import polars as pl
+
+from sf_activations.sync.diff import CHANGE_COLUMN, SALESFORCE_ID_COLUMN, ChangeSet
+from sf_activations.sync.execute import OUTCOME_SCHEMA
+from sf_activations.sync.fingerprint import FINGERPRINT_COLUMN
+from sf_activations.sync.mapping import (
+    FLOAT_TYPES,
+    INT_TYPES,
+    KEY_COLUMN,
+    MappedColumn,
+    key_is_case_insensitive,
+)
+from sf_activations.sync.model import SalesforcePort
+from sf_activations.sync.spec import SyncSpec
+
+NO_MATCH = "NO_MATCHING_RECORD"
+AMBIGUOUS = "AMBIGUOUS_MATCH"
+
+_SHOWN_IDS = 3
+
+
+def needs_lookup(spec: SyncSpec, key: MappedColumn) -> bool:
+    """True for an Update Only sync whose key is a field other than the Id."""
+    return spec.behavior == "update_only" and key.field.lower() != "id"
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """The ChangeSet with the looked-up Ids filled in, and the keys that found none or several."""
+
+    changes: ChangeSet
+    unmatched: pl.DataFrame  # OUTCOME_SCHEMA: one failed outcome per key not sent
+    looked_up: int  # distinct key values asked for
+
+    @property
+    def summary(self) -> str:
+        """One line for the run's progress."""
+        codes = self.unmatched.get_column("error_code")
+        return (
+            f"looked up {self.looked_up} key(s): {self.looked_up - codes.len()} found, "
+            f"{int((codes == NO_MATCH).sum())} with no record, "
+            f"{int((codes == AMBIGUOUS).sum())} ambiguous"
+        )
+
+
+def resolve_ids(
+    spec: SyncSpec, changes: ChangeSet, key: MappedColumn, port: SalesforcePort
+) -> Resolved:
+    """Fill ``__salesforce_id`` of the records to send by looking their keys up by field.
+
+    Records sent because they changed keep the Id they were matched to before; new and
+    retried records are looked up. Records that match no record or several are taken out
+    of the ChangeSet and returned as failed outcomes.
+    """
+    send = changes.to_send()
+    keep = (pl.col(CHANGE_COLUMN) == "changed") & pl.col(SALESFORCE_ID_COLUMN).is_not_null()
+    wanted = send.filter(~keep).select(KEY_COLUMN, FINGERPRINT_COLUMN)
+    if wanted.height == 0:
+        return Resolved(changes, pl.DataFrame(schema=OUTCOME_SCHEMA), 0)
+    numeric = key.describe is not None and key.describe.type in (INT_TYPES | FLOAT_TYPES)
+    values: list[str] = wanted.get_column(KEY_COLUMN).unique(maintain_order=True).to_list()
+    found = port.lookup_ids(spec.sobject, key.field, values, numeric=numeric)
+    normalise = _normaliser(key, numeric=numeric)
+    matches = (
+        _found_frame(found, numeric=numeric)
+        .with_columns(normalise(pl.col("__value")).alias("__match"))
+        .group_by("__match")
+        .agg(pl.col("__id").unique().sort().alias("__ids"))
+    )
+    picked = wanted.with_columns(normalise(pl.col(KEY_COLUMN)).alias("__match")).join(
+        matches, on="__match", how="left"
+    )
+    count = pl.col("__ids").list.len().fill_null(0)
+    picked = picked.with_columns(
+        pl.when(count == 1).then(pl.col("__ids").list.first()).alias("__resolved"),
+        count.alias("__count"),
+    )
+    # A record claimed by two keys (one kept from before, one just looked up, or two looked
+    # up) cannot take both keys' values: neither looked-up key is sent.
+    kept_ids = send.filter(keep).get_column(SALESFORCE_ID_COLUMN)
+    claims = pl.concat([kept_ids, picked.get_column("__resolved").drop_nulls()])
+    claimed_twice = claims.filter(claims.is_duplicated()).unique()
+    twice = pl.col("__resolved").is_in(claimed_twice.implode()).fill_null(value=False)
+    picked = picked.with_columns(
+        pl.when(twice).then(None).otherwise(pl.col("__resolved")).alias("__resolved"),
+        twice.alias("__shared"),
+    )
+    unmatched = _unmatched(spec, key, picked.filter(pl.col("__resolved").is_null()))
+    ids = picked.filter(pl.col("__resolved").is_not_null()).select(KEY_COLUMN, "__resolved")
+    dropped = unmatched.get_column("key").implode()
+
+    def fill(frame: pl.DataFrame) -> pl.DataFrame:
+        return (
+            frame.filter(~pl.col(KEY_COLUMN).is_in(dropped))
+            .join(ids, on=KEY_COLUMN, how="left")
+            .with_columns(
+                pl.coalesce("__resolved", SALESFORCE_ID_COLUMN).alias(SALESFORCE_ID_COLUMN)
+            )
+            .drop("__resolved")
+        )
+
+    resolved = replace(
+        changes, new=fill(changes.new), changed=fill(changes.changed), retry=fill(changes.retry)
+    )
+    return Resolved(resolved, unmatched, len(values))
+
+
+def _found_frame(found: Sequence[tuple[str, Any]], *, numeric: bool) -> pl.DataFrame:
+    ids = pl.Series("__id", [row[0] for row in found], dtype=pl.String)
+    # As text first: a REST query answers numbers as JSON numbers, a Bulk query as CSV text.
+    text = pl.Series("__value", [None if r[1] is None else str(r[1]) for r in found], pl.String)
+    return pl.DataFrame([ids, text.cast(pl.Float64, strict=False) if numeric else text])
+
+
+def _normaliser(key: MappedColumn, *, numeric: bool) -> Any:
+    """How a key and a field value are compared: as Salesforce's SOQL filter compares them."""
+    if numeric:
+        return lambda e: e.cast(pl.Float64, strict=False)
+    if key_is_case_insensitive(key):
+        return lambda e: e.cast(pl.String).str.to_lowercase()
+    return lambda e: e.cast(pl.String)
+
+
+def _unmatched(spec: SyncSpec, key: MappedColumn, rows: pl.DataFrame) -> pl.DataFrame:
+    obj, field, value = pl.lit(spec.sobject), pl.lit(key.field), pl.col(KEY_COLUMN)
+    later = "; the key is looked up again on every run"
+    no_match = pl.format(
+        "no {} record has {} = '{}'. Update Only never creates records: create the record in "
+        "Salesforce or correct the value" + later,
+        obj,
+        field,
+        value,
+    )
+    shown = pl.col("__ids").list.head(_SHOWN_IDS).list.join(", ")
+    more = pl.when(pl.col("__count") > _SHOWN_IDS).then(pl.lit(", ...")).otherwise(pl.lit(""))
+    several = pl.format(
+        "{} {} records have {} = '{}' ({}{}). Update Only updates exactly one record per key: "
+        "merge the duplicates in Salesforce, or key the sync on a Unique External ID" + later,
+        pl.col("__count"),
+        obj,
+        field,
+        value,
+        shown,
+        more,
+    )
+    shared = pl.format(
+        "the {} record {} that {} = '{}' finds is found by another key of this sync too, and "
+        "one record cannot take two keys' values: fix the duplicate rows in the model" + later,
+        obj,
+        pl.col("__ids").list.first(),
+        field,
+        value,
+    )
+    ambiguous = pl.col("__shared") | (pl.col("__count") > 1)
+    message = (
+        pl.when(pl.col("__shared"))
+        .then(shared)
+        .when(pl.col("__count") > 1)
+        .then(several)
+        .otherwise(no_match)
+    )
+    return rows.select(
+        pl.col(KEY_COLUMN).alias("key"),
+        pl.col(FINGERPRINT_COLUMN).alias("fingerprint"),
+        pl.lit(value=False).alias("success"),
+        pl.lit(None, dtype=pl.String).alias("salesforce_id"),
+        pl.lit(value=False).alias("created"),
+        pl.when(ambiguous).then(pl.lit(AMBIGUOUS)).otherwise(pl.lit(NO_MATCH)).alias("error_code"),
+        message.alias("error_message"),
+    ).cast(pl.Schema(OUTCOME_SCHEMA))
