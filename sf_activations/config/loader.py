@@ -280,6 +280,7 @@ _TYPE_FIXES: dict[str, str] = {
 # Fixes for settings whose mistakes are predictable.
 _FIELD_FIXES: dict[str, str] = {
     "max_rejected_fraction": "It is a fraction of the records read: write 0.05 for 5%.",
+    "max_delete_fraction": "It is a fraction of the sync's records: write 0.5 for 50%, 1 for no limit.",
     "buckets": "Use a number of hash buckets from 1 to 1024 (e.g. 4 or 16).",
 }
 
@@ -482,7 +483,11 @@ def _to_spec(
             )
         )
         ok = False
-    if cfg.key.target.lower() == "id" and cfg.behavior in ("update_or_create", "create_only"):
+    if cfg.key.target.lower() == "id" and cfg.behavior in (
+        "update_or_create",
+        "create_only",
+        "mirror",
+    ):
         problems.append(
             ConfigProblem(
                 file,
@@ -530,6 +535,17 @@ def _to_spec(
                 )
             )
             ok = False
+    if cfg.behavior == "mirror" and cfg.partitions.kind != "none":
+        problems.append(
+            ConfigProblem(
+                file,
+                f"a mirror sync deletes the records that left the model, so it reads the whole model in one run; with partitions: {cfg.partitions.kind} a record that moved to another partition would look deleted.",
+                "Use partitions: none for this sync.",
+                sync=name,
+                field="partitions.kind",
+            )
+        )
+        ok = False
     if cfg.partitions.kind == "time" and (
         cfg.source not in models or models[cfg.source].time_partitions is None
     ):
@@ -560,6 +576,7 @@ def _to_spec(
         rest_threshold=cfg.rest_threshold,
         max_rejected_fraction=cfg.max_rejected_fraction,
         max_attempts=cfg.max_attempts,
+        max_delete_fraction=cfg.max_delete_fraction,
         schedule=cfg.schedule,
         source_file=file,
     )

@@ -275,6 +275,13 @@ class SyncConfig(_Strict):
     )
     max_rejected_fraction: float = Field(0.05, ge=0.0, le=1.0)
     max_attempts: int = Field(0, ge=0)
+    max_delete_fraction: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Mirror: a run that would delete more than this share of the sync's records "
+        "stops before sending anything. Raise it (up to 1) when a big removal is intended.",
+    )
     schedule: str | None = Field(None, description="Cron, e.g. '0 * * * *' (hourly).")
     after: list[str] = Field(
         default_factory=list,

@@ -253,7 +253,7 @@ def run_sync_step(
     from sf_activations.config.snapshot import describe_problems
     from sf_activations.salesforce.errors import SalesforceAuthError
     from sf_activations.sync.mapping import SyncConfigError
-    from sf_activations.sync.plan import BehaviorNotSupported
+    from sf_activations.sync.plan import BehaviorNotSupported, DeleteGuardTripped
     from sf_activations.sync.report import ERROR_GUIDE
     from sf_activations.sync.run import run_sync_partition
 
@@ -314,6 +314,17 @@ def run_sync_step(
             f"the sync does not fit the object:\n{exc}",
             code="CONFIG",
             fix=f"Fix {spec.source_file} as the lines above say; nothing was sent.",
+        ) from exc
+    except DeleteGuardTripped as exc:
+        raise _failure(
+            spec,
+            partition,
+            str(exc),
+            code="DELETE_GUARD",
+            fix=(
+                f"Check the model {spec.source_model!r} first. If the rows are meant to go, "
+                f"raise max_delete_fraction in {spec.source_file} and re-run; nothing was sent."
+            ),
         ) from exc
     except BehaviorNotSupported as exc:
         raise _failure(

@@ -57,6 +57,17 @@ class ChangeSet:
         """How many records the plan has to send."""
         return self.new.height + self.changed.height + self.retry.height
 
+    @property
+    def tracked_count(self) -> int:
+        """How many records of the partition state tracks (all but the new ones)."""
+        return (
+            self.changed.height
+            + self.retry.height
+            + self.unchanged.height
+            + self.held.height
+            + self.gone.height
+        )
+
     def creating_keys(self) -> pl.Series:
         """Keys of records to send that have no confirmed Salesforce Id: likely creates."""
         return (

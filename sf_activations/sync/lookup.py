@@ -78,19 +78,7 @@ def resolve_ids(
     wanted = send.filter(~keep).select(KEY_COLUMN, FINGERPRINT_COLUMN)
     if wanted.height == 0:
         return Resolved(changes, pl.DataFrame(schema=OUTCOME_SCHEMA), 0)
-    numeric = key.describe is not None and key.describe.type in (INT_TYPES | FLOAT_TYPES)
-    values: list[str] = wanted.get_column(KEY_COLUMN).unique(maintain_order=True).to_list()
-    found = port.lookup_ids(spec.sobject, key.field, values, numeric=numeric)
-    normalise = _normaliser(key, numeric=numeric)
-    matches = (
-        _found_frame(found, numeric=numeric)
-        .with_columns(normalise(pl.col("__value")).alias("__match"))
-        .group_by("__match")
-        .agg(pl.col("__id").unique().sort().alias("__ids"))
-    )
-    picked = wanted.with_columns(normalise(pl.col(KEY_COLUMN)).alias("__match")).join(
-        matches, on="__match", how="left"
-    )
+    picked = match_keys(spec, key, port, wanted)
     count = pl.col("__ids").list.len().fill_null(0)
     picked = picked.with_columns(
         pl.when(count == 1).then(pl.col("__ids").list.first()).alias("__resolved"),
@@ -123,7 +111,29 @@ def resolve_ids(
     resolved = replace(
         changes, new=fill(changes.new), changed=fill(changes.changed), retry=fill(changes.retry)
     )
-    return Resolved(resolved, unmatched, len(values))
+    return Resolved(resolved, unmatched, picked.height)
+
+
+def match_keys(
+    spec: SyncSpec, key: MappedColumn, port: SalesforcePort, frame: pl.DataFrame
+) -> pl.DataFrame:
+    """``frame`` (with unique ``__key``s) plus ``__ids``: the sorted Ids of the records whose
+    key field matches each key as SOQL compares (null where none does)."""
+    numeric = key.describe is not None and key.describe.type in (INT_TYPES | FLOAT_TYPES)
+    values: list[str] = frame.get_column(KEY_COLUMN).to_list()
+    found = port.lookup_ids(spec.sobject, key.field, values, numeric=numeric)
+    normalise = _normaliser(key, numeric=numeric)
+    matches = (
+        _found_frame(found, numeric=numeric)
+        .with_columns(normalise(pl.col("__value")).alias("__match"))
+        .group_by("__match")
+        .agg(pl.col("__id").unique().sort().alias("__ids"))
+    )
+    return (
+        frame.with_columns(normalise(pl.col(KEY_COLUMN)).alias("__match"))
+        .join(matches, on="__match", how="left")
+        .drop("__match")
+    )
 
 
 def _found_frame(found: Sequence[tuple[str, Any]], *, numeric: bool) -> pl.DataFrame:

@@ -357,13 +357,21 @@ def validate_spec(
     where = f"sync {spec.name!r}" + (f" ({spec.source_file})" if spec.source_file else "")
     obj = describe.name
     problems: list[str] = []
-    creates = spec.behavior in ("update_or_create", "create_only", "add")
+    creates = spec.behavior in ("update_or_create", "create_only", "add", "mirror")
     updates = spec.behavior in ("update_or_create", "update_only", "mirror")
+    deletes = spec.behavior in ("mirror", "delete")
 
     if creates and not describe.createable:
         problems.append(f"{where}: {obj} is not createable for this user; grant Create on {obj}.")
     if updates and not describe.updateable:
         problems.append(f"{where}: {obj} is not updateable for this user; grant Edit on {obj}.")
+    if deletes and not describe.deletable:
+        problems.append(f"{where}: {obj} is not deletable for this user; grant Delete on {obj}.")
+    if spec.behavior == "mirror" and spec.partitions.kind != "none":
+        problems.append(
+            f"{where}: a mirror sync deletes the records that left the model, so it must read "
+            f"the whole model in one run; use partitions: none (not {spec.partitions.kind})."
+        )
 
     key = describe.field(spec.key.target)
     if key is None:
@@ -374,6 +382,7 @@ def validate_spec(
     elif spec.behavior in (
         "update_or_create",
         "create_only",
+        "mirror",
         "add",
         "lead_or_contact",
         "lead_or_account",

@@ -15,6 +15,7 @@ from typing import Literal
 import polars as pl
 
 from sf_activations.sync.diff import CHANGE_COLUMN, SALESFORCE_ID_COLUMN, ChangeSet
+from sf_activations.sync.fingerprint import FINGERPRINT_COLUMN
 from sf_activations.sync.mapping import BULK_NULL_CELL, KEY_COLUMN, MappedColumn
 from sf_activations.sync.model import BulkOperation, SalesforcePort
 from sf_activations.sync.spec import Behavior, SyncSpec
@@ -117,6 +118,56 @@ def plan_update_or_create(spec: SyncSpec, changes: ChangeSet, ctx: PlanContext) 
             columns=ctx.columns,
             max_bytes=ctx.max_bulk_bytes,
         )
+    )
+
+
+class DeleteGuardTripped(RuntimeError):
+    """A Mirror run would delete more of the sync's records than ``max_delete_fraction``."""
+
+
+def plan_mirror(spec: SyncSpec, changes: ChangeSet, ctx: PlanContext) -> SyncPlan:
+    """Upsert like Update or Create, then delete the records whose keys left the model.
+
+    ``changes.gone`` must carry a Salesforce Id for each record to delete (``run`` looks up
+    the few gone records state knows no Id of, and forgets those Salesforce does not have).
+    Deletes come last, so a record whose key was renamed is created before the old one goes.
+    A run that would delete more than ``spec.max_delete_fraction`` of the records the sync
+    tracks raises ``DeleteGuardTripped`` before anything is sent.
+    """
+    gone = changes.gone.filter(pl.col("salesforce_id").is_not_null())
+    tracked = changes.tracked_count
+    if gone.height and gone.height > spec.max_delete_fraction * tracked:
+        msg = (
+            f"sync {spec.name!r}: this run would delete {gone.height} of the {tracked} "
+            f"{spec.sobject} records the sync tracks ({gone.height / tracked:.0%}), more than "
+            f"max_delete_fraction ({spec.max_delete_fraction:.0%}); nothing was sent. If the "
+            "model really lost these rows, raise max_delete_fraction in the sync's file (1 "
+            "for no limit) and run again; otherwise fix the model."
+        )
+        raise DeleteGuardTripped(msg)
+    upserts = plan_update_or_create(spec, changes, ctx)
+    if gone.height == 0:
+        return upserts
+    records = gone.select(
+        pl.col("key").alias(KEY_COLUMN),
+        pl.col("fingerprint").fill_null("").alias(FINGERPRINT_COLUMN),
+        pl.col("salesforce_id").alias(SALESFORCE_ID_COLUMN),
+        pl.lit("delete").alias(CHANGE_COLUMN),
+        pl.col("salesforce_id").alias(ID_HEADER),
+    )
+    by_id = MappedColumn(header=ID_HEADER, source=spec.key.source, field="Id", describe=None)
+    deletes = split_batches(
+        spec,
+        records,
+        operation="delete",
+        external_id_field=None,
+        key_header=ID_HEADER,
+        columns=(by_id,),
+        max_bytes=ctx.max_bulk_bytes,
+    )
+    result_key = SALESFORCE_ID_COLUMN
+    return SyncPlan(
+        batches=upserts.batches + tuple(replace(b, result_key=result_key) for b in deletes)
     )
 
 
@@ -288,7 +339,7 @@ PLANNERS: Mapping[Behavior, Planner] = {
     "update_or_create": plan_update_or_create,
     "create_only": plan_create_only,
     "update_only": plan_update_only,
-    "mirror": _not_yet("mirror", "upsert as update_or_create, then delete the gone records"),
+    "mirror": plan_mirror,
     "delete": _not_yet("delete", "delete the records whose keys the model lists"),
     "add": _not_yet("add", "insert junction records with a tracking external id"),
     "lead_or_contact": _not_yet(

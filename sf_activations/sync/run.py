@@ -23,16 +23,18 @@ from sf_activations.sync.execute import (
     reconcile_journal,
 )
 from sf_activations.sync.fingerprint import FINGERPRINT_COLUMN, with_fingerprints
-from sf_activations.sync.lookup import needs_lookup, resolve_ids
+from sf_activations.sync.lookup import match_keys, needs_lookup, resolve_ids
 from sf_activations.sync.mapping import (
     KEY_COLUMN,
+    MappedColumn,
     SyncConfigError,
+    key_is_case_insensitive,
     map_records,
     split_missing_required,
     validate_spec,
 )
 from sf_activations.sync.model import SalesforcePort
-from sf_activations.sync.plan import PlanContext, plan_sync
+from sf_activations.sync.plan import PlanContext, SyncPlan, plan_sync
 from sf_activations.sync.prefilter import PartitionRead, read_partition
 from sf_activations.sync.report import SAMPLE_SIZE, SyncReport
 from sf_activations.sync.source import SOURCE_FP_COLUMN, PartitionSource, frame_source
@@ -163,6 +165,20 @@ def run_sync_partition(
                 state.commit_results(spec.name, partition, resolved.unmatched)
         say(f"{where}: {resolved.summary}")
 
+    if spec.behavior == "mirror" and changes.gone.height:
+        present = pl.concat(
+            [
+                records.get_column(KEY_COLUMN),
+                changes.unchanged.get_column(KEY_COLUMN),
+                invalid_keys.cast(pl.String).alias(KEY_COLUMN),
+            ]
+        )
+        changes = _not_renamed(changes, present, mapped.columns[0])
+        with phases("lookup"):
+            changes = _gone_ids(
+                spec, changes, mapped.columns[0], port, state=state, partition=partition
+            )
+
     with phases("plan"):
         plan = plan_sync(spec, changes, PlanContext(columns=mapped.columns, port=port))
 
@@ -191,6 +207,7 @@ def run_sync_partition(
     executed = looked_up.merge(executed)
     if executed.stopped:
         say(f"{where}: stopped early: {executed.stopped}")
+    executed, deleted = _settle_deletes(state, spec.name, partition, plan, executed)
 
     with phases("commit"):
         _commit_invalid(state, spec.name, partition, invalid)
@@ -207,6 +224,7 @@ def run_sync_partition(
         unchanged=changes.unchanged.height,
         held=changes.held.height,
         executed=executed,
+        deleted=deleted,
         reconciled=reconciled,
         pending=pending,
         rows_compared=picked.rows.height,
@@ -215,6 +233,72 @@ def run_sync_partition(
     )
     say(report.summary())
     return report
+
+
+ALREADY_DELETED = frozenset({"ENTITY_IS_DELETED"})
+"""Delete outcomes that mean the record was gone already: the delete's goal is met."""
+
+
+def _not_renamed(changes: ChangeSet, present: pl.Series, key: MappedColumn) -> ChangeSet:
+    """``changes`` without the gone keys that a present key names in another letter case: with
+    a case-insensitive key both find one record, which the upsert keeps (the old key's state
+    row is dropped once it succeeds, see ``_forget_aliases``); it must not be deleted."""
+    if not key_is_case_insensitive(key) or changes.gone.height == 0:
+        return changes
+    lowered = present.drop_nulls().str.to_lowercase().implode()
+    gone = changes.gone.filter(~pl.col("key").str.to_lowercase().is_in(lowered))
+    return replace(changes, gone=gone)
+
+
+def _gone_ids(
+    spec: SyncSpec,
+    changes: ChangeSet,
+    key: MappedColumn,
+    port: SalesforcePort,
+    *,
+    state: StateStore,
+    partition: str,
+) -> ChangeSet:
+    """Mirror: give the gone records state knows no Salesforce Id of (never confirmed: a
+    rejected create, an upsert whose answer was lost) the Id of the record their key finds
+    in Salesforce, and forget those that find none (nothing to delete)."""
+    gone = changes.gone
+    unknown = gone.filter(pl.col("salesforce_id").is_null())
+    if unknown.height == 0:
+        return changes
+    found = match_keys(spec, key, port, unknown.select(pl.col("key").alias(KEY_COLUMN)))
+    one = found.filter(pl.col("__ids").list.len() == 1).select(
+        pl.col(KEY_COLUMN).alias("key"), pl.col("__ids").list.first().alias("__found")
+    )
+    absent = found.filter(pl.col("__ids").is_null()).get_column(KEY_COLUMN)
+    if absent.len():
+        state.forget(spec.name, partition, absent.to_list())
+    gone = (
+        gone.filter(~pl.col("key").is_in(absent.implode()))
+        .join(one, on="key", how="left")
+        .with_columns(pl.coalesce("salesforce_id", "__found").alias("salesforce_id"))
+        .drop("__found")
+    )
+    return replace(changes, gone=gone)
+
+
+def _settle_deletes(
+    state: StateStore, sync: str, partition: str, plan: SyncPlan, executed: ExecutionResult
+) -> tuple[ExecutionResult, int]:
+    """Forget the records a delete removed (or found removed already) and take their outcomes
+    out of the ones counted as created, updated or rejected; a failed delete stays pending
+    and is tried again by the next run (its key is still gone)."""
+    frames = [b.records.get_column(KEY_COLUMN) for b in plan.batches if b.operation == "delete"]
+    if not frames:
+        return executed, 0
+    keys = pl.concat(frames).implode()
+    outcomes = executed.outcomes
+    is_delete = pl.col("key").is_in(keys)
+    done = is_delete & (pl.col("success") | pl.col("error_code").is_in(list(ALREADY_DELETED)))
+    removed = outcomes.filter(done).get_column("key")
+    if removed.len():
+        state.forget(sync, partition, removed.to_list())
+    return replace(executed, outcomes=outcomes.filter(~done)), removed.len()
 
 
 def _adopt_moves(
@@ -368,6 +452,7 @@ def _report(
     unchanged: int,
     held: int,
     executed: ExecutionResult,
+    deleted: int,
     reconciled: ExecutionResult,
     pending: int,
     rows_compared: int,
@@ -411,7 +496,7 @@ def _report(
         unchanged=unchanged,
         created=created,
         updated=ok.height - created,
-        deleted=0,
+        deleted=deleted,
         rejected=failed.height,
         skipped=invalid.height + failed.height,
         pending_retries=pending,

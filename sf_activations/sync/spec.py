@@ -66,5 +66,8 @@ class SyncSpec:
         0.05  # the asset check fails above this share of rejected records
     )
     max_attempts: int = 0  # 0 = retry rejected records on every run, forever
+    # Mirror: a run that would delete more than this share of the records it tracks stops
+    # before sending anything (a model that suddenly lost rows must not empty Salesforce).
+    max_delete_fraction: float = 0.5
     schedule: str | None = None  # cron
     source_file: str = ""  # the YAML file it came from, for error messages
