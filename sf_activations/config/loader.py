@@ -498,6 +498,28 @@ def _to_spec(
             )
         )
         ok = False
+    if cfg.behavior == "delete" and cfg.mappings:
+        problems.append(
+            ConfigProblem(
+                file,
+                "a delete sync writes no fields, so it takes no mappings.",
+                "Write mappings: [] (the key alone says which records to delete).",
+                sync=name,
+                field="mappings",
+            )
+        )
+        ok = False
+    elif cfg.behavior != "delete" and not cfg.mappings:
+        problems.append(
+            ConfigProblem(
+                file,
+                f"a {cfg.behavior} sync needs at least one mapping.",
+                "List the columns to write under mappings (source: column, target: Field).",
+                sync=name,
+                field="mappings",
+            )
+        )
+        ok = False
     targets: dict[str, int] = {}
     for i, m in enumerate(cfg.mappings):
         low = m.target.lower()

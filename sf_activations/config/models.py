@@ -264,7 +264,9 @@ class SyncConfig(_Strict):
     object: str = Field(description="Salesforce object API name, e.g. Account or Invoice__c.")
     behavior: Behavior
     key: KeyConfig
-    mappings: list[MappingConfig] = Field(min_length=1)
+    mappings: list[MappingConfig] = Field(
+        description="The columns to write: at least one, except for behavior delete (write [])."
+    )
     partitions: PartitionConfig = Field(default_factory=PartitionConfig)  # type: ignore[arg-type]
     batch_size: int = Field(100_000, ge=1, le=150_000_000)
     rest_threshold: int | None = Field(

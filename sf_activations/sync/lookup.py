@@ -41,8 +41,8 @@ _SHOWN_IDS = 3
 
 
 def needs_lookup(spec: SyncSpec, key: MappedColumn) -> bool:
-    """True for an Update Only sync whose key is a field other than the Id."""
-    return spec.behavior == "update_only" and key.field.lower() != "id"
+    """True for an Update Only or Delete sync whose key is a field other than the Id."""
+    return spec.behavior in ("update_only", "delete") and key.field.lower() != "id"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,14 +52,17 @@ class Resolved:
     changes: ChangeSet
     unmatched: pl.DataFrame  # OUTCOME_SCHEMA: one failed outcome per key not sent
     looked_up: int  # distinct key values asked for
+    absent: pl.DataFrame | None = None  # Delete: successful outcomes of keys with no record
 
     @property
     def summary(self) -> str:
         """One line for the run's progress."""
         codes = self.unmatched.get_column("error_code")
+        absent = 0 if self.absent is None else self.absent.height
+        missing = int((codes == NO_MATCH).sum()) + absent
         return (
-            f"looked up {self.looked_up} key(s): {self.looked_up - codes.len()} found, "
-            f"{int((codes == NO_MATCH).sum())} with no record, "
+            f"looked up {self.looked_up} key(s): {self.looked_up - codes.len() - absent} found, "
+            f"{missing} with no record{' (nothing to delete)' if absent else ''}, "
             f"{int((codes == AMBIGUOUS).sum())} ambiguous"
         )
 
@@ -112,6 +115,49 @@ def resolve_ids(
         changes, new=fill(changes.new), changed=fill(changes.changed), retry=fill(changes.retry)
     )
     return Resolved(resolved, unmatched, picked.height)
+
+
+def resolve_deletes(
+    spec: SyncSpec, changes: ChangeSet, key: MappedColumn, port: SalesforcePort
+) -> Resolved:
+    """Delete: the Id of the record each key to send finds (every one is looked up: the Id a
+    key had before may be gone). A key with no record has nothing to delete: it comes back in
+    ``absent`` as a success, not sent. A key finding several records (only possible if the
+    field lost its Unique flag) is not sent and stays pending with ``AMBIGUOUS_MATCH``."""
+    wanted = changes.to_send().select(KEY_COLUMN, FINGERPRINT_COLUMN)
+    if wanted.height == 0:
+        return Resolved(changes, pl.DataFrame(schema=OUTCOME_SCHEMA), 0)
+    picked = match_keys(spec, key, port, wanted).with_columns(
+        pl.col("__ids").list.len().fill_null(0).alias("__count"),
+        pl.lit(value=False).alias("__shared"),
+    )
+    one = picked.filter(pl.col("__count") == 1).select(
+        KEY_COLUMN, pl.col("__ids").list.first().alias("__resolved")
+    )
+    unmatched = _unmatched(spec, key, picked.filter(pl.col("__count") > 1))
+    absent = picked.filter(pl.col("__count") == 0).select(
+        pl.col(KEY_COLUMN).alias("key"),
+        pl.col(FINGERPRINT_COLUMN).alias("fingerprint"),
+        pl.lit(value=True).alias("success"),
+        pl.lit(None, dtype=pl.String).alias("salesforce_id"),
+        pl.lit(value=False).alias("created"),
+        pl.lit(None, dtype=pl.String).alias("error_code"),
+        pl.lit(None, dtype=pl.String).alias("error_message"),
+    )
+    keep = one.get_column(KEY_COLUMN).implode()
+
+    def fill(frame: pl.DataFrame) -> pl.DataFrame:
+        return (
+            frame.filter(pl.col(KEY_COLUMN).is_in(keep))
+            .drop(SALESFORCE_ID_COLUMN)
+            .join(one, on=KEY_COLUMN, how="left")
+            .rename({"__resolved": SALESFORCE_ID_COLUMN})
+        )
+
+    resolved = replace(
+        changes, new=fill(changes.new), changed=fill(changes.changed), retry=fill(changes.retry)
+    )
+    return Resolved(resolved, unmatched, picked.height, absent.cast(pl.Schema(OUTCOME_SCHEMA)))
 
 
 def match_keys(

@@ -406,6 +406,15 @@ def validate_spec(
             )
     elif spec.behavior == "update_only" and key.name != "Id":
         problems.extend(_match_field_problems(where, obj, key))
+    elif spec.behavior == "delete" and key.name != "Id" and not (key.external_id and key.unique):
+        problems.append(
+            f"{where}: key field {obj}.{key.name} must be the Id or a Unique External ID for a "
+            "delete sync, so that one key finds exactly one record to delete."
+        )
+    if spec.behavior == "delete" and spec.mappings:
+        problems.append(
+            f"{where}: a delete sync writes no fields; remove its mappings (write mappings: [])."
+        )
     if key is not None and creates and key.name != "Id" and not key.createable:
         problems.append(f"{where}: key field {obj}.{key.name} is read-only; it must be writable.")
 

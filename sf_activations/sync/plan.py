@@ -1,8 +1,8 @@
 """Turn a ChangeSet into Salesforce operations, as the sync's behavior dictates.
 
-Each behavior has a planner in ``PLANNERS``: Update or Create, Create Only and Update Only (by
-the Id, or by any text or number field whose Ids ``lookup`` finds first) are built; Mirror,
-Delete, Add and the multi-destination behaviors slot in as planners without reshaping the
+Each behavior has a planner in ``PLANNERS``: Update or Create, Create Only, Update Only (by
+the Id, or by any text or number field whose Ids ``lookup`` finds first), Mirror and Delete are
+built; Add and the multi-destination behaviors slot in as planners without reshaping the
 engine. A planner returns a ``SyncPlan`` of ``PlannedBatch``es; ``execute`` runs them in order.
 """
 
@@ -146,17 +146,42 @@ def plan_mirror(spec: SyncSpec, changes: ChangeSet, ctx: PlanContext) -> SyncPla
         )
         raise DeleteGuardTripped(msg)
     upserts = plan_update_or_create(spec, changes, ctx)
-    if gone.height == 0:
-        return upserts
     records = gone.select(
         pl.col("key").alias(KEY_COLUMN),
         pl.col("fingerprint").fill_null("").alias(FINGERPRINT_COLUMN),
         pl.col("salesforce_id").alias(SALESFORCE_ID_COLUMN),
+    )
+    return SyncPlan(batches=upserts.batches + _delete_batches(spec, records, ctx))
+
+
+def plan_delete(spec: SyncSpec, changes: ChangeSet, ctx: PlanContext) -> SyncPlan:
+    """Delete the records the model lists, by the Ids ``lookup.resolve_deletes`` found (or the
+    key itself when it is the Id). A key is deleted once: its record stays unchanged in state
+    afterwards, so it is not deleted again while the row stays in the model."""
+    records = changes.to_send()
+    if records.height == 0:
+        return SyncPlan(batches=())
+    if ctx.columns[0].field.lower() == "id":
+        records = records.with_columns(pl.col(KEY_COLUMN).alias(SALESFORCE_ID_COLUMN))
+    return SyncPlan(batches=_delete_batches(spec, records, ctx))
+
+
+def _delete_batches(
+    spec: SyncSpec, records: pl.DataFrame, ctx: PlanContext
+) -> tuple[PlannedBatch, ...]:
+    """Delete batches of ``records`` (``__key``, ``__fingerprint``, ``__salesforce_id``): a
+    Bulk CSV of one ``Id`` column, whose results are matched back to keys by Id."""
+    if records.height == 0:
+        return ()
+    records = records.select(
+        KEY_COLUMN,
+        FINGERPRINT_COLUMN,
+        SALESFORCE_ID_COLUMN,
         pl.lit("delete").alias(CHANGE_COLUMN),
-        pl.col("salesforce_id").alias(ID_HEADER),
+        pl.col(SALESFORCE_ID_COLUMN).alias(ID_HEADER),
     )
     by_id = MappedColumn(header=ID_HEADER, source=spec.key.source, field="Id", describe=None)
-    deletes = split_batches(
+    batches = split_batches(
         spec,
         records,
         operation="delete",
@@ -165,10 +190,7 @@ def plan_mirror(spec: SyncSpec, changes: ChangeSet, ctx: PlanContext) -> SyncPla
         columns=(by_id,),
         max_bytes=ctx.max_bulk_bytes,
     )
-    result_key = SALESFORCE_ID_COLUMN
-    return SyncPlan(
-        batches=upserts.batches + tuple(replace(b, result_key=result_key) for b in deletes)
-    )
+    return tuple(replace(b, result_key=SALESFORCE_ID_COLUMN) for b in batches)
 
 
 def plan_create_only(spec: SyncSpec, changes: ChangeSet, ctx: PlanContext) -> SyncPlan:
@@ -340,7 +362,7 @@ PLANNERS: Mapping[Behavior, Planner] = {
     "create_only": plan_create_only,
     "update_only": plan_update_only,
     "mirror": plan_mirror,
-    "delete": _not_yet("delete", "delete the records whose keys the model lists"),
+    "delete": plan_delete,
     "add": _not_yet("add", "insert junction records with a tracking external id"),
     "lead_or_contact": _not_yet(
         "lead_or_contact", "update a converted Contact, else upsert the Lead"

@@ -23,7 +23,7 @@ from sf_activations.sync.execute import (
     reconcile_journal,
 )
 from sf_activations.sync.fingerprint import FINGERPRINT_COLUMN, with_fingerprints
-from sf_activations.sync.lookup import match_keys, needs_lookup, resolve_ids
+from sf_activations.sync.lookup import match_keys, needs_lookup, resolve_deletes, resolve_ids
 from sf_activations.sync.mapping import (
     KEY_COLUMN,
     MappedColumn,
@@ -158,11 +158,13 @@ def run_sync_partition(
     looked_up = ExecutionResult.empty()
     if needs_lookup(spec, mapped.columns[0]) and changes.send_count:
         with phases("lookup"):
-            resolved = resolve_ids(spec, changes, mapped.columns[0], port)
+            resolve = resolve_deletes if spec.behavior == "delete" else resolve_ids
+            resolved = resolve(spec, changes, mapped.columns[0], port)
             changes = resolved.changes
             looked_up = ExecutionResult(outcomes=resolved.unmatched)
-            if resolved.unmatched.height:
-                state.commit_results(spec.name, partition, resolved.unmatched)
+            for settled in (resolved.unmatched, resolved.absent):
+                if settled is not None and settled.height:
+                    state.commit_results(spec.name, partition, settled)
         say(f"{where}: {resolved.summary}")
 
     if spec.behavior == "mirror" and changes.gone.height:
@@ -207,7 +209,9 @@ def run_sync_partition(
     executed = looked_up.merge(executed)
     if executed.stopped:
         say(f"{where}: stopped early: {executed.stopped}")
-    executed, deleted = _settle_deletes(state, spec.name, partition, plan, executed)
+    executed, deleted = _settle_deletes(
+        state, spec.name, partition, plan, executed, forget=spec.behavior == "mirror"
+    )
 
     with phases("commit"):
         _commit_invalid(state, spec.name, partition, invalid)
@@ -283,21 +287,38 @@ def _gone_ids(
 
 
 def _settle_deletes(
-    state: StateStore, sync: str, partition: str, plan: SyncPlan, executed: ExecutionResult
+    state: StateStore,
+    sync: str,
+    partition: str,
+    plan: SyncPlan,
+    executed: ExecutionResult,
+    *,
+    forget: bool,
 ) -> tuple[ExecutionResult, int]:
-    """Forget the records a delete removed (or found removed already) and take their outcomes
-    out of the ones counted as created, updated or rejected; a failed delete stays pending
-    and is tried again by the next run (its key is still gone)."""
+    """Count the records the plan's deletes removed (or found removed already) and take their
+    outcomes out of the ones counted as created, updated or rejected. Mirror (``forget``)
+    drops their state rows; Delete keeps them as done, so a key still in the model is not
+    deleted again. A failed delete stays pending and is tried again by the next run."""
     frames = [b.records.get_column(KEY_COLUMN) for b in plan.batches if b.operation == "delete"]
     if not frames:
         return executed, 0
     keys = pl.concat(frames).implode()
     outcomes = executed.outcomes
     is_delete = pl.col("key").is_in(keys)
-    done = is_delete & (pl.col("success") | pl.col("error_code").is_in(list(ALREADY_DELETED)))
+    gone_before = ~pl.col("success") & pl.col("error_code").is_in(list(ALREADY_DELETED))
+    done = is_delete & (pl.col("success") | gone_before)
     removed = outcomes.filter(done).get_column("key")
-    if removed.len():
+    if forget and removed.len():
         state.forget(sync, partition, removed.to_list())
+    elif not forget:
+        # Committed as refused with ENTITY_IS_DELETED: the goal is met, record it as done.
+        met = outcomes.filter(is_delete & gone_before).with_columns(
+            pl.lit(value=True).alias("success"),
+            pl.lit(None, dtype=pl.String).alias("error_code"),
+            pl.lit(None, dtype=pl.String).alias("error_message"),
+        )
+        if met.height:
+            state.commit_results(sync, partition, met)
     return replace(executed, outcomes=outcomes.filter(~done)), removed.len()
 
 
