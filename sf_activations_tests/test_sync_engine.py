@@ -242,8 +242,10 @@ def test_config_problems_stop_the_run_before_anything_is_sent(state: StateStore)
 
 
 def test_unbuilt_behaviors_name_themselves(state: StateStore) -> None:
-    with pytest.raises(BehaviorNotSupported, match="delete"):
-        run_sync_partition(contact_spec(behavior="delete"), people(2), FakeSalesforce(), state)
+    with pytest.raises(BehaviorNotSupported, match="lead_or_contact"):
+        run_sync_partition(
+            contact_spec(behavior="lead_or_contact"), people(2), FakeSalesforce(), state
+        )
 
 
 def test_gone_records_are_reported_not_deleted(state: StateStore) -> None:

@@ -413,8 +413,8 @@ def test_every_behavior_has_a_planner_and_the_missing_ones_say_so() -> None:
     }
     from dataclasses import replace
 
-    with pytest.raises(BehaviorNotSupported, match="'add'"):
-        plan_sync(replace(spec, behavior="add"), changes, PlanContext(columns=columns))
+    with pytest.raises(BehaviorNotSupported, match="'lead_or_contact'"):
+        plan_sync(replace(spec, behavior="lead_or_contact"), changes, PlanContext(columns=columns))
 
 
 # ---------------------------------------------------------------------------- CSV, JSON and results

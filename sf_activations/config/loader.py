@@ -487,6 +487,7 @@ def _to_spec(
         "update_or_create",
         "create_only",
         "mirror",
+        "add",
     ):
         problems.append(
             ConfigProblem(

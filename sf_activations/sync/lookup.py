@@ -41,7 +41,10 @@ _SHOWN_IDS = 3
 
 
 def needs_lookup(spec: SyncSpec, key: MappedColumn) -> bool:
-    """True for an Update Only or Delete sync whose key is a field other than the Id."""
+    """True for an Update Only or Delete sync whose key is a field other than the Id, and for
+    an Add sync (whose records must not be added twice)."""
+    if spec.behavior == "add":
+        return True
     return spec.behavior in ("update_only", "delete") and key.field.lower() != "id"
 
 
@@ -52,19 +55,20 @@ class Resolved:
     changes: ChangeSet
     unmatched: pl.DataFrame  # OUTCOME_SCHEMA: one failed outcome per key not sent
     looked_up: int  # distinct key values asked for
-    absent: pl.DataFrame | None = None  # Delete: successful outcomes of keys with no record
+    settled: pl.DataFrame | None = None  # successful outcomes of keys with nothing to send
+    settled_why: str = ""  # what the settled keys are, for the summary
 
     @property
     def summary(self) -> str:
         """One line for the run's progress."""
         codes = self.unmatched.get_column("error_code")
-        absent = 0 if self.absent is None else self.absent.height
-        missing = int((codes == NO_MATCH).sum()) + absent
-        return (
-            f"looked up {self.looked_up} key(s): {self.looked_up - codes.len() - absent} found, "
-            f"{missing} with no record{' (nothing to delete)' if absent else ''}, "
+        done = 0 if self.settled is None else self.settled.height
+        line = (
+            f"looked up {self.looked_up} key(s): {self.looked_up - codes.len() - done} to send, "
+            f"{int((codes == NO_MATCH).sum())} with no record, "
             f"{int((codes == AMBIGUOUS).sum())} ambiguous"
         )
+        return line + (f", {done} {self.settled_why}" if done else "")
 
 
 def resolve_ids(
@@ -135,15 +139,7 @@ def resolve_deletes(
         KEY_COLUMN, pl.col("__ids").list.first().alias("__resolved")
     )
     unmatched = _unmatched(spec, key, picked.filter(pl.col("__count") > 1))
-    absent = picked.filter(pl.col("__count") == 0).select(
-        pl.col(KEY_COLUMN).alias("key"),
-        pl.col(FINGERPRINT_COLUMN).alias("fingerprint"),
-        pl.lit(value=True).alias("success"),
-        pl.lit(None, dtype=pl.String).alias("salesforce_id"),
-        pl.lit(value=False).alias("created"),
-        pl.lit(None, dtype=pl.String).alias("error_code"),
-        pl.lit(None, dtype=pl.String).alias("error_message"),
-    )
+    absent = picked.filter(pl.col("__count") == 0)
     keep = one.get_column(KEY_COLUMN).implode()
 
     def fill(frame: pl.DataFrame) -> pl.DataFrame:
@@ -155,9 +151,59 @@ def resolve_deletes(
         )
 
     resolved = replace(
-        changes, new=fill(changes.new), changed=fill(changes.changed), retry=fill(changes.retry)
+        changes,
+        new=fill(changes.new),
+        changed=fill(changes.changed),
+        retry=fill(changes.retry),
+        unchanged=_with_unchanged(changes.unchanged, absent, None),
     )
-    return Resolved(resolved, unmatched, picked.height, absent.cast(pl.Schema(OUTCOME_SCHEMA)))
+    settled = _successes(absent, None)
+    return Resolved(resolved, unmatched, picked.height, settled, "with no record to delete")
+
+
+def resolve_adds(
+    spec: SyncSpec, changes: ChangeSet, key: MappedColumn, port: SalesforcePort
+) -> Resolved:
+    """Add: look the tracking values of the records about to be inserted up in Salesforce. A
+    key whose record is there already (state was lost, or another process added it) is not
+    inserted again: it is recorded as done with that record's Id and counted unchanged."""
+    about = pl.concat([changes.new, changes.retry]).filter(pl.col(SALESFORCE_ID_COLUMN).is_null())
+    if about.height == 0:
+        return Resolved(changes, pl.DataFrame(schema=OUTCOME_SCHEMA), 0)
+    picked = match_keys(spec, key, port, about.select(KEY_COLUMN, FINGERPRINT_COLUMN))
+    there = picked.filter(pl.col("__ids").is_not_null())
+    first = pl.col("__ids").list.first()
+    found = there.get_column(KEY_COLUMN).implode()
+    resolved = replace(
+        changes,
+        new=changes.new.filter(~pl.col(KEY_COLUMN).is_in(found)),
+        retry=changes.retry.filter(~pl.col(KEY_COLUMN).is_in(found)),
+        unchanged=_with_unchanged(changes.unchanged, there, first),
+    )
+    settled = _successes(there, first)
+    empty = pl.DataFrame(schema=OUTCOME_SCHEMA)
+    return Resolved(resolved, empty, picked.height, settled, "in Salesforce already")
+
+
+def _with_unchanged(
+    unchanged: pl.DataFrame, rows: pl.DataFrame, salesforce_id: pl.Expr | None
+) -> pl.DataFrame:
+    sf_id = pl.lit(None, dtype=pl.String) if salesforce_id is None else salesforce_id
+    more = rows.select(KEY_COLUMN, sf_id.alias(SALESFORCE_ID_COLUMN))
+    return pl.concat([unchanged, more.cast(pl.Schema(unchanged.schema))])
+
+
+def _successes(rows: pl.DataFrame, salesforce_id: pl.Expr | None) -> pl.DataFrame:
+    sf_id = pl.lit(None, dtype=pl.String) if salesforce_id is None else salesforce_id
+    return rows.select(
+        pl.col(KEY_COLUMN).alias("key"),
+        pl.col(FINGERPRINT_COLUMN).alias("fingerprint"),
+        pl.lit(value=True).alias("success"),
+        sf_id.alias("salesforce_id"),
+        pl.lit(value=False).alias("created"),
+        pl.lit(None, dtype=pl.String).alias("error_code"),
+        pl.lit(None, dtype=pl.String).alias("error_message"),
+    ).cast(pl.Schema(OUTCOME_SCHEMA))
 
 
 def match_keys(

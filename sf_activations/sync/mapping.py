@@ -192,7 +192,7 @@ def map_records(
     # Create Only inserts always go through Bulk (plan_create_only), where a cell reading
     # '#N/A' means "no value": set such records aside rather than silently drop the text.
     # (Upserts and updates send them through REST instead, where it is plain text.)
-    marker_is_null = spec.behavior == "create_only"
+    marker_is_null = spec.behavior in ("create_only", "add")
     for i, c in enumerate(columns):
         raw = pl.col(f"__raw{i}")
         value, error = _canonical(raw, schema[c.source], c)
@@ -379,11 +379,12 @@ def validate_spec(
             f"{where}: key field {spec.key.target!r} does not exist on {obj}; "
             "pick an existing field (refresh the describe if it was just created)."
         )
+    elif spec.behavior == "add":
+        problems.extend(_tracking_field_problems(where, obj, key))
     elif spec.behavior in (
         "update_or_create",
         "create_only",
         "mirror",
-        "add",
         "lead_or_contact",
         "lead_or_account",
     ):
@@ -438,10 +439,10 @@ def validate_spec(
                 f"{where}: mapping {m.source!r} -> {obj}.{f.name}: the field is read-only "
                 "(formula, system or no edit access); remove the mapping or grant edit access."
             )
-        elif spec.behavior == "create_only" and not f.createable:
+        elif spec.behavior in ("create_only", "add") and not f.createable:
             problems.append(
                 f"{where}: mapping {m.source!r} -> {obj}.{f.name}: the field cannot be set on "
-                "create; remove it from this Create Only sync."
+                "create; remove it from this sync (it only inserts records)."
             )
         elif spec.behavior == "update_only" and not f.updateable:
             problems.append(
@@ -523,6 +524,23 @@ def _match_field_problems(where: str, obj: str, key: FieldDescribe) -> list[str]
 def key_is_case_insensitive(key: MappedColumn) -> bool:
     """Whether Salesforce finds records by ``key`` ignoring case (see ``_case_insensitive``)."""
     return _case_insensitive(key.describe)
+
+
+def _tracking_field_problems(where: str, obj: str, key: FieldDescribe) -> list[str]:
+    """Why ``key`` cannot be an Add sync's tracking field: a text field that is written on
+    insert and can be filtered on (the sync looks its values up so as not to add twice)."""
+    if key.type not in MATCH_FIELD_TYPES - INT_TYPES - FLOAT_TYPES - {"picklist"}:
+        return [
+            f"{where}: key field {obj}.{key.name} is a {key.type} field; an add sync keeps "
+            "its key in a text field of the object (e.g. a custom Sync_Tracking_Id__c, "
+            "ideally an External ID) so it never adds a record twice."
+        ]
+    if not key.filterable:
+        return [
+            f"{where}: key field {obj}.{key.name} cannot be used in a SOQL filter, so the sync "
+            "could not check which records exist; use a short text field."
+        ]
+    return []
 
 
 def _case_insensitive(field: FieldDescribe | None) -> bool:

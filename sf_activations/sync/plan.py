@@ -1,9 +1,8 @@
 """Turn a ChangeSet into Salesforce operations, as the sync's behavior dictates.
 
 Each behavior has a planner in ``PLANNERS``: Update or Create, Create Only, Update Only (by
-the Id, or by any text or number field whose Ids ``lookup`` finds first), Mirror and Delete are
-built; Add and the multi-destination behaviors slot in as planners without reshaping the
-engine. A planner returns a ``SyncPlan`` of ``PlannedBatch``es; ``execute`` runs them in order.
+the Id, or by any text or number field whose Ids ``lookup`` finds first), Mirror, Delete and Add
+are built; the multi-destination behaviors slot in as planners without reshaping the engine. A planner returns a ``SyncPlan`` of ``PlannedBatch``es; ``execute`` runs them in order.
 """
 
 from __future__ import annotations
@@ -194,11 +193,11 @@ def _delete_batches(
 
 
 def plan_create_only(spec: SyncSpec, changes: ChangeSet, ctx: PlanContext) -> SyncPlan:
-    """Insert records Salesforce does not have yet; never update.
+    """Insert records Salesforce does not have yet; never update (Create Only, and Add).
 
     New records and earlier rejects without a confirmed Salesforce Id are inserted; changed
     records are left alone (that is the behavior). The key column is sent too (an External ID,
-    see ``validate_spec``), so results map back to keys and a crashed job is reconciled by id
+    or an Add sync's tracking field, see ``validate_spec``), so results map back to keys and a crashed job is reconciled by id
     before anything is inserted again: no duplicates (invariant 1). Always Bulk, even for a
     few records: a REST insert whose response is lost cannot be reconciled by job id.
     """
@@ -363,7 +362,7 @@ PLANNERS: Mapping[Behavior, Planner] = {
     "update_only": plan_update_only,
     "mirror": plan_mirror,
     "delete": plan_delete,
-    "add": _not_yet("add", "insert junction records with a tracking external id"),
+    "add": plan_create_only,  # after lookup.resolve_adds dropped what Salesforce has
     "lead_or_contact": _not_yet(
         "lead_or_contact", "update a converted Contact, else upsert the Lead"
     ),

@@ -23,7 +23,13 @@ from sf_activations.sync.execute import (
     reconcile_journal,
 )
 from sf_activations.sync.fingerprint import FINGERPRINT_COLUMN, with_fingerprints
-from sf_activations.sync.lookup import match_keys, needs_lookup, resolve_deletes, resolve_ids
+from sf_activations.sync.lookup import (
+    match_keys,
+    needs_lookup,
+    resolve_adds,
+    resolve_deletes,
+    resolve_ids,
+)
 from sf_activations.sync.mapping import (
     KEY_COLUMN,
     MappedColumn,
@@ -158,11 +164,11 @@ def run_sync_partition(
     looked_up = ExecutionResult.empty()
     if needs_lookup(spec, mapped.columns[0]) and changes.send_count:
         with phases("lookup"):
-            resolve = resolve_deletes if spec.behavior == "delete" else resolve_ids
+            resolve = RESOLVERS.get(spec.behavior, resolve_ids)
             resolved = resolve(spec, changes, mapped.columns[0], port)
             changes = resolved.changes
             looked_up = ExecutionResult(outcomes=resolved.unmatched)
-            for settled in (resolved.unmatched, resolved.absent):
+            for settled in (resolved.unmatched, resolved.settled):
                 if settled is not None and settled.height:
                     state.commit_results(spec.name, partition, settled)
         say(f"{where}: {resolved.summary}")
@@ -238,6 +244,9 @@ def run_sync_partition(
     say(report.summary())
     return report
 
+
+RESOLVERS = {"delete": resolve_deletes, "add": resolve_adds}
+"""How each behavior that looks keys up in Salesforce resolves them (else ``resolve_ids``)."""
 
 ALREADY_DELETED = frozenset({"ENTITY_IS_DELETED"})
 """Delete outcomes that mean the record was gone already: the delete's goal is met."""
