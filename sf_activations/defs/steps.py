@@ -332,7 +332,7 @@ def run_sync_step(
             partition,
             str(exc),
             code="BEHAVIOR_NOT_SUPPORTED",
-            fix=f"Sync Leads and Contacts (or Accounts) with two update_or_create syncs for now ({spec.source_file}).",
+            fix=f"Use one of the eight behaviors in {spec.source_file}.",
         ) from exc
     except SalesforceAuthError as exc:
         code = str(getattr(exc, "code", "AUTH"))

@@ -16,6 +16,9 @@ from sf_activations.sync.state import SNAPSHOT_COLUMNS
 SALESFORCE_ID_COLUMN = "__salesforce_id"
 """The record's Salesforce Id from state (null when it was never confirmed)."""
 
+PARTNER_ID_COLUMN = "__partner_id"
+"""Multi-destination: the Id of the partner record (Contact, Account) a key found, else null."""
+
 CHANGE_COLUMN = "__change"
 """Why a record is sent: ``new``, ``changed`` or ``retry``."""
 

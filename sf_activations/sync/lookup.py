@@ -21,7 +21,12 @@ from typing import Any
 
 import polars as pl
 
-from sf_activations.sync.diff import CHANGE_COLUMN, SALESFORCE_ID_COLUMN, ChangeSet
+from sf_activations.sync.diff import (
+    CHANGE_COLUMN,
+    PARTNER_ID_COLUMN,
+    SALESFORCE_ID_COLUMN,
+    ChangeSet,
+)
 from sf_activations.sync.execute import OUTCOME_SCHEMA
 from sf_activations.sync.fingerprint import FINGERPRINT_COLUMN
 from sf_activations.sync.mapping import (
@@ -32,7 +37,7 @@ from sf_activations.sync.mapping import (
     key_is_case_insensitive,
 )
 from sf_activations.sync.model import SalesforcePort
-from sf_activations.sync.spec import SyncSpec
+from sf_activations.sync.spec import PARTNER_OBJECTS, SyncSpec
 
 NO_MATCH = "NO_MATCHING_RECORD"
 AMBIGUOUS = "AMBIGUOUS_MATCH"
@@ -41,9 +46,9 @@ _SHOWN_IDS = 3
 
 
 def needs_lookup(spec: SyncSpec, key: MappedColumn) -> bool:
-    """True for an Update Only or Delete sync whose key is a field other than the Id, and for
-    an Add sync (whose records must not be added twice)."""
-    if spec.behavior == "add":
+    """True for an Update Only or Delete sync whose key is a field other than the Id, for an
+    Add sync (whose records must not be added twice) and for a multi-destination sync."""
+    if spec.behavior == "add" or spec.behavior in PARTNER_OBJECTS:
         return True
     return spec.behavior in ("update_only", "delete") and key.field.lower() != "id"
 
@@ -185,6 +190,37 @@ def resolve_adds(
     return Resolved(resolved, empty, picked.height, settled, "in Salesforce already")
 
 
+def resolve_partners(
+    spec: SyncSpec, changes: ChangeSet, key: MappedColumn, port: SalesforcePort
+) -> Resolved:
+    """Multi-destination: which records to send have a Contact (or Account) with their key.
+    Every key to send is looked up, since a lead converted since the last run now has one.
+    Those found once get ``__partner_id``; a key finding several is not sent
+    (``AMBIGUOUS_MATCH``); the others go to Lead."""
+    partner = PARTNER_OBJECTS[spec.behavior]
+    wanted = changes.to_send().select(KEY_COLUMN, FINGERPRINT_COLUMN)
+    if wanted.height == 0:
+        return Resolved(changes, pl.DataFrame(schema=OUTCOME_SCHEMA), 0)
+    picked = match_keys(spec, key, port, wanted, sobject=partner).with_columns(
+        pl.col("__ids").list.len().fill_null(0).alias("__count"),
+        pl.lit(value=False).alias("__shared"),
+    )
+    several = picked.filter(pl.col("__count") > 1)
+    unmatched = _unmatched(replace(spec, sobject=partner), key, several)
+    ids = picked.filter(pl.col("__count") == 1).select(
+        KEY_COLUMN, pl.col("__ids").list.first().alias(PARTNER_ID_COLUMN)
+    )
+    dropped = several.get_column(KEY_COLUMN).implode()
+
+    def fill(frame: pl.DataFrame) -> pl.DataFrame:
+        return frame.filter(~pl.col(KEY_COLUMN).is_in(dropped)).join(ids, on=KEY_COLUMN, how="left")
+
+    resolved = replace(
+        changes, new=fill(changes.new), changed=fill(changes.changed), retry=fill(changes.retry)
+    )
+    return Resolved(resolved, unmatched, picked.height)
+
+
 def _with_unchanged(
     unchanged: pl.DataFrame, rows: pl.DataFrame, salesforce_id: pl.Expr | None
 ) -> pl.DataFrame:
@@ -207,13 +243,19 @@ def _successes(rows: pl.DataFrame, salesforce_id: pl.Expr | None) -> pl.DataFram
 
 
 def match_keys(
-    spec: SyncSpec, key: MappedColumn, port: SalesforcePort, frame: pl.DataFrame
+    spec: SyncSpec,
+    key: MappedColumn,
+    port: SalesforcePort,
+    frame: pl.DataFrame,
+    *,
+    sobject: str | None = None,
 ) -> pl.DataFrame:
-    """``frame`` (with unique ``__key``s) plus ``__ids``: the sorted Ids of the records whose
-    key field matches each key as SOQL compares (null where none does)."""
+    """``frame`` (with unique ``__key``s) plus ``__ids``: the sorted Ids of the records of
+    ``sobject`` (default: the sync's object) whose key field matches each key as SOQL
+    compares (null where none does)."""
     numeric = key.describe is not None and key.describe.type in (INT_TYPES | FLOAT_TYPES)
     values: list[str] = frame.get_column(KEY_COLUMN).to_list()
-    found = port.lookup_ids(spec.sobject, key.field, values, numeric=numeric)
+    found = port.lookup_ids(sobject or spec.sobject, key.field, values, numeric=numeric)
     normalise = _normaliser(key, numeric=numeric)
     matches = (
         _found_frame(found, numeric=numeric)

@@ -11,13 +11,13 @@ Null means "clear the field" and stays null; the empty string means "leave it al
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import polars as pl
 
 from sf_activations.sync.model import FieldDescribe, ObjectDescribe
-from sf_activations.sync.spec import FieldMapping, SyncSpec
+from sf_activations.sync.spec import PARTNER_OBJECTS, FieldMapping, SyncSpec
 
 KEY_COLUMN = "__key"
 """The canonical key (a string) of every mapped record; state and results are keyed by it."""
@@ -347,18 +347,22 @@ def validate_spec(
     describe: ObjectDescribe,
     *,
     parents: Mapping[str, ObjectDescribe] | None = None,
+    partner: ObjectDescribe | None = None,
 ) -> list[str]:
     """Configuration problems of ``spec`` against the object's describe, as user-facing messages.
 
     ``parents`` (object name -> describe) lets lookup mappings be checked against the
-    referenced object; without it only the lookup field's own side is checked. An empty list
-    means the sync can run.
+    referenced object; without it only the lookup field's own side is checked. ``partner`` is
+    the second object of a multi-destination sync (Contact or Account; looked up in
+    ``parents`` when not given): a mapping must then be writable on either object. An empty
+    list means the sync can run.
     """
     where = f"sync {spec.name!r}" + (f" ({spec.source_file})" if spec.source_file else "")
     obj = describe.name
     problems: list[str] = []
-    creates = spec.behavior in ("update_or_create", "create_only", "add", "mirror")
-    updates = spec.behavior in ("update_or_create", "update_only", "mirror")
+    multi = ("lead_or_contact", "lead_or_account")
+    creates = spec.behavior in ("update_or_create", "create_only", "add", "mirror", *multi)
+    updates = spec.behavior in ("update_or_create", "update_only", "mirror", *multi)
     deletes = spec.behavior in ("mirror", "delete")
 
     if creates and not describe.createable:
@@ -419,9 +423,17 @@ def validate_spec(
     if key is not None and creates and key.name != "Id" and not key.createable:
         problems.append(f"{where}: key field {obj}.{key.name} is read-only; it must be writable.")
 
+    partner_name = PARTNER_OBJECTS.get(spec.behavior)
+    if partner_name is not None:
+        partner = partner or (parents or {}).get(partner_name)
+        problems.extend(_partner_problems(where, spec, describe, partner, partner_name))
     seen: dict[str, str] = {key.name.lower(): "the key"} if key is not None else {}
     for m in spec.mappings:
         f = describe.field(m.target)
+        if partner_name is not None and (f is None or not (f.createable or f.updateable)):
+            # Written to the partner object only: checked there (by _partner_problems).
+            seen[m.target.lower()] = f"mapping {m.source!r}"
+            continue
         if f is None:
             problems.append(
                 f"{where}: mapping {m.source!r} -> {m.target!r}: {obj} has no field {m.target!r}; "
@@ -524,6 +536,74 @@ def _match_field_problems(where: str, obj: str, key: FieldDescribe) -> list[str]
 def key_is_case_insensitive(key: MappedColumn) -> bool:
     """Whether Salesforce finds records by ``key`` ignoring case (see ``_case_insensitive``)."""
     return _case_insensitive(key.describe)
+
+
+def _partner_problems(
+    where: str,
+    spec: SyncSpec,
+    lead: ObjectDescribe,
+    partner: ObjectDescribe | None,
+    partner_name: str,
+) -> list[str]:
+    """A multi-destination sync: the object is Lead, and the key and every mapping fit the
+    partner (Contact or Account) as well, each mapping on at least one of the two."""
+    out: list[str] = []
+    if lead.name.lower() != "lead":
+        out.append(
+            f"{where}: a {spec.behavior} sync writes Leads and {partner_name}s: set object: "
+            f"Lead (not {lead.name})."
+        )
+    if partner is None:
+        return out
+    key = partner.field(spec.key.target)
+    if key is None or not (key.external_id and key.unique):
+        out.append(
+            f"{where}: key field {spec.key.target!r} must be a Unique External ID on "
+            f"{partner_name} too (the same field as on Lead, kept across lead conversion by "
+            "Setup > Lead > Map Lead Fields), so a converted lead's record is found by its key."
+        )
+    if not partner.updateable:
+        out.append(f"{where}: {partner_name} is not updateable for this user; grant Edit.")
+    for m in spec.mappings:
+        on_lead = lead.field(m.target)
+        on_partner = partner.field(m.target)
+        writable = [
+            f for f in (on_lead, on_partner) if f is not None and (f.createable or f.updateable)
+        ]
+        if not writable:
+            out.append(
+                f"{where}: mapping {m.source!r} -> {m.target!r}: neither Lead nor {partner_name} "
+                "has a writable field of that name; check the API name."
+            )
+        elif m.lookup_field is not None and (on_lead is None) != (on_partner is None):
+            out.append(
+                f"{where}: mapping {m.source!r} -> {m.target!r}: a lookup must exist on both "
+                f"Lead and {partner_name}; map it in a separate sync."
+            )
+    return out
+
+
+def merged_describe(lead: ObjectDescribe, partner: ObjectDescribe) -> ObjectDescribe:
+    """Lead's describe plus the partner's fields Lead does not have (a multi-destination sync
+    maps and validates values against this)."""
+    extra = tuple(f for f in partner.fields if lead.field(f.name) is None)
+    return replace(lead, fields=lead.fields + extra)
+
+
+def destination_columns(
+    columns: Sequence[MappedColumn], target: ObjectDescribe, *, key: bool
+) -> tuple[MappedColumn, ...]:
+    """The mapped columns a multi-destination batch to ``target`` carries: those whose field
+    ``target`` has and can write (the key column too when ``key``)."""
+    out: list[MappedColumn] = []
+    for c in columns:
+        f = target.field(c.field)
+        if c.is_key:
+            if key:
+                out.append(replace(c, describe=f))
+        elif f is not None and (f.createable or f.updateable):
+            out.append(replace(c, describe=f))
+    return tuple(out)
 
 
 def _tracking_field_problems(where: str, obj: str, key: FieldDescribe) -> list[str]:

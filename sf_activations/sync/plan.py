@@ -13,10 +13,20 @@ from typing import Literal
 
 import polars as pl
 
-from sf_activations.sync.diff import CHANGE_COLUMN, SALESFORCE_ID_COLUMN, ChangeSet
+from sf_activations.sync.diff import (
+    CHANGE_COLUMN,
+    PARTNER_ID_COLUMN,
+    SALESFORCE_ID_COLUMN,
+    ChangeSet,
+)
 from sf_activations.sync.fingerprint import FINGERPRINT_COLUMN
-from sf_activations.sync.mapping import BULK_NULL_CELL, KEY_COLUMN, MappedColumn
-from sf_activations.sync.model import BulkOperation, SalesforcePort
+from sf_activations.sync.mapping import (
+    BULK_NULL_CELL,
+    KEY_COLUMN,
+    MappedColumn,
+    destination_columns,
+)
+from sf_activations.sync.model import BulkOperation, ObjectDescribe, SalesforcePort
 from sf_activations.sync.spec import Behavior, SyncSpec
 
 Transport = Literal["bulk", "rest"]
@@ -96,6 +106,8 @@ class PlanContext:
     columns: tuple[MappedColumn, ...]  # key column first
     port: SalesforcePort | None = None  # for planners that must look ids up (Update Only)
     max_bulk_bytes: int = MAX_BULK_BYTES
+    lead: ObjectDescribe | None = None  # multi-destination: Lead's own describe
+    partner: ObjectDescribe | None = None  # multi-destination: Contact's or Account's
 
 
 Planner = Callable[[SyncSpec, ChangeSet, PlanContext], SyncPlan]
@@ -190,6 +202,48 @@ def _delete_batches(
         max_bytes=ctx.max_bulk_bytes,
     )
     return tuple(replace(b, result_key=SALESFORCE_ID_COLUMN) for b in batches)
+
+
+def plan_lead_or_partner(spec: SyncSpec, changes: ChangeSet, ctx: PlanContext) -> SyncPlan:
+    """Multi-destination: records whose key a Contact (or Account) has are updated there by
+    Id (``lookup.resolve_partners`` found it), with the mapped fields that object has; the
+    others are upserted as Leads on the key, with the fields Lead has."""
+    if ctx.lead is None or ctx.partner is None:
+        msg = f"sync {spec.name!r}: a {spec.behavior} plan needs the Lead and partner describes"
+        raise ValueError(msg)
+    records = changes.to_send()
+    if records.height == 0:
+        return SyncPlan(batches=())
+    if PARTNER_ID_COLUMN not in records.columns:
+        records = records.with_columns(pl.lit(None, dtype=pl.String).alias(PARTNER_ID_COLUMN))
+    key = ctx.columns[0]
+    leads = split_batches(
+        spec,
+        records.filter(pl.col(PARTNER_ID_COLUMN).is_null()),
+        operation="upsert",
+        external_id_field=key.field,
+        key_header=key.header,
+        columns=destination_columns(ctx.columns, ctx.lead, key=True),
+        max_bytes=ctx.max_bulk_bytes,
+    )
+    found = records.filter(pl.col(PARTNER_ID_COLUMN).is_not_null()).with_columns(
+        pl.col(PARTNER_ID_COLUMN).alias(SALESFORCE_ID_COLUMN),
+        pl.col(PARTNER_ID_COLUMN).alias(ID_HEADER),
+    )
+    by_id = MappedColumn(header=ID_HEADER, source=key.source, field="Id", describe=None)
+    partners = split_batches(
+        spec,
+        found,
+        operation="update",
+        external_id_field=None,
+        key_header=ID_HEADER,
+        columns=(by_id, *destination_columns(ctx.columns, ctx.partner, key=False)),
+        max_bytes=ctx.max_bulk_bytes,
+    )
+    moved = tuple(
+        replace(b, sobject=ctx.partner.name, result_key=SALESFORCE_ID_COLUMN) for b in partners
+    )
+    return SyncPlan(batches=moved + leads)
 
 
 def plan_create_only(spec: SyncSpec, changes: ChangeSet, ctx: PlanContext) -> SyncPlan:
@@ -345,17 +399,6 @@ def _split_by_bytes(
     ]
 
 
-def _not_yet(behavior: Behavior, how: str) -> Planner:
-    def planner(spec: SyncSpec, changes: ChangeSet, ctx: PlanContext) -> SyncPlan:
-        msg = (
-            f"sync {spec.name!r}: the {behavior!r} behavior is not implemented yet ({how}); "
-            "use 'update_or_create' for now"
-        )
-        raise BehaviorNotSupported(msg)
-
-    return planner
-
-
 PLANNERS: Mapping[Behavior, Planner] = {
     "update_or_create": plan_update_or_create,
     "create_only": plan_create_only,
@@ -363,12 +406,8 @@ PLANNERS: Mapping[Behavior, Planner] = {
     "mirror": plan_mirror,
     "delete": plan_delete,
     "add": plan_create_only,  # after lookup.resolve_adds dropped what Salesforce has
-    "lead_or_contact": _not_yet(
-        "lead_or_contact", "update a converted Contact, else upsert the Lead"
-    ),
-    "lead_or_account": _not_yet(
-        "lead_or_account", "update a converted Account, else upsert the Lead"
-    ),
+    "lead_or_contact": plan_lead_or_partner,
+    "lead_or_account": plan_lead_or_partner,
 }
 """The planner of each behavior."""
 

@@ -29,6 +29,7 @@ from sf_activations.sync.lookup import (
     resolve_adds,
     resolve_deletes,
     resolve_ids,
+    resolve_partners,
 )
 from sf_activations.sync.mapping import (
     KEY_COLUMN,
@@ -36,6 +37,7 @@ from sf_activations.sync.mapping import (
     SyncConfigError,
     key_is_case_insensitive,
     map_records,
+    merged_describe,
     split_missing_required,
     validate_spec,
 )
@@ -44,13 +46,13 @@ from sf_activations.sync.plan import PlanContext, SyncPlan, plan_sync
 from sf_activations.sync.prefilter import PartitionRead, read_partition
 from sf_activations.sync.report import SAMPLE_SIZE, SyncReport
 from sf_activations.sync.source import SOURCE_FP_COLUMN, PartitionSource, frame_source
-from sf_activations.sync.spec import SyncSpec
+from sf_activations.sync.spec import PARTNER_OBJECTS, SyncSpec
 from sf_activations.sync.state import StateStore
 
-CREATING = frozenset(
-    {"update_or_create", "create_only", "mirror", "add", "lead_or_contact", "lead_or_account"}
-)
-"""Behaviors that may create records (so required-on-create fields matter)."""
+CREATING = frozenset({"update_or_create", "create_only", "mirror", "add"})
+"""Behaviors that may create records (so required-on-create fields matter). Not the
+multi-destination ones: a record may go to an existing Contact or Account, which needs none of
+Lead's required fields; a Lead created without one is refused by Salesforce and stays pending."""
 
 
 class _Phases:
@@ -92,10 +94,16 @@ def run_sync_partition(
     where = f"{spec.name}[{partition}]"
 
     describe = port.describe(spec.sobject)
-    problems = validate_spec(spec, describe)
+    lead = describe
+    partner_name = PARTNER_OBJECTS.get(spec.behavior)
+    partner = port.describe(partner_name) if partner_name is not None else None
+    problems = validate_spec(spec, describe, partner=partner)
     if problems:
         msg = "\n".join(problems)
         raise SyncConfigError(msg)
+    if partner is not None:
+        # Values are mapped against both objects' fields (Lead's where both have one).
+        describe = merged_describe(describe, partner)
 
     with phases("reconcile"):
         reconciled = reconcile_journal(
@@ -188,7 +196,8 @@ def run_sync_partition(
             )
 
     with phases("plan"):
-        plan = plan_sync(spec, changes, PlanContext(columns=mapped.columns, port=port))
+        context = PlanContext(columns=mapped.columns, port=port, lead=lead, partner=partner)
+        plan = plan_sync(spec, changes, context)
 
     with phases("execute"):
         state.stage_source_fingerprints(
@@ -245,7 +254,12 @@ def run_sync_partition(
     return report
 
 
-RESOLVERS = {"delete": resolve_deletes, "add": resolve_adds}
+RESOLVERS = {
+    "delete": resolve_deletes,
+    "add": resolve_adds,
+    "lead_or_contact": resolve_partners,
+    "lead_or_account": resolve_partners,
+}
 """How each behavior that looks keys up in Salesforce resolves them (else ``resolve_ids``)."""
 
 ALREADY_DELETED = frozenset({"ENTITY_IS_DELETED"})

@@ -17,6 +17,10 @@ Behavior = Literal[
 ]
 PartitionKind = Literal["none", "hash", "time"]
 
+PARTNER_OBJECTS: dict[str, str] = {"lead_or_contact": "Contact", "lead_or_account": "Account"}
+"""Multi-destination behaviors: a record goes to this object when one there has its key, else
+it is upserted as a Lead (the sync's ``sobject``)."""
+
 
 @dataclass(frozen=True, slots=True)
 class FieldMapping:
