@@ -2,8 +2,9 @@
 
 What it does, in order:
 
-1. writes a few thousand sample accounts and contacts (about 2% with values Salesforce refuses)
-   into a DuckDB file in the work dir (``./demo_output`` by default);
+1. writes a few thousand sample accounts and contacts (about 2% with values Salesforce refuses),
+   and a vendor's enrichment file keyed by email, into a DuckDB file in the work dir
+   (``./demo_output`` by default);
 2. starts the Salesforce emulator (HTTPS, on a free port) and points the embedded demo project at
    it through environment variables (the project YAML names them; no secret is in a file we ship);
 3. materializes every model and every partition of every sync with ``dagster.materialize``, in a
@@ -310,7 +311,9 @@ def run_demo(
     say(
         f"1. Sample data in {work / 'warehouse.duckdb'}: {sample.accounts} accounts "
         f"({sample.bad_accounts} with bad values), {sample.contacts} contacts "
-        f"({sample.bad_contacts} with bad values) [{time.perf_counter() - t0:.1f} s]"
+        f"({sample.bad_contacts} with bad values), {sample.enrichment} vendor enrichment rows "
+        f"keyed by email ({sample.unknown_emails} of people no contact has) "
+        f"[{time.perf_counter() - t0:.1f} s]"
     )
 
     server = EmulatorServer(Emulator(demo_org()), state_dir=work / "emulator")
@@ -338,7 +341,8 @@ def run_demo(
                 say()
                 say(
                     "4. Second run, nothing changed in the warehouse: nothing is re-sent except the "
-                    "records Salesforce refused, which stay pending and are retried on every run"
+                    "records Salesforce refused and the keys that matched no record, which stay "
+                    "pending and are retried on every run"
                 )
                 second = materialize_all(defs, instance)
                 say(format_summary(second))

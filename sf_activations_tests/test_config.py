@@ -192,6 +192,12 @@ def test_resolve_credentials_reads_env_and_names_missing_var(tmp_path: Path) -> 
 
 def test_demo_project_loads() -> None:
     project = load_project(DEMO_PROJECT_DIR)
-    assert {s.name for s in project.syncs} == {"salesforce_accounts", "salesforce_contacts"}
+    assert {s.name for s in project.syncs} == {
+        "salesforce_accounts",
+        "salesforce_contacts",
+        "salesforce_contact_enrichment",
+    }
     assert project.models["contacts"].deps == ("accounts", "raw_contacts")
+    assert project.models["contact_enrichment"].deps == ("raw_contact_enrichment",)
     assert project.sync_after["salesforce_contacts"] == ("salesforce_accounts",)
+    assert project.sync_after["salesforce_contact_enrichment"] == ("salesforce_contacts",)

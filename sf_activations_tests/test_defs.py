@@ -28,15 +28,21 @@ def test_demo_definitions_load_and_validate(demo_defs: dg.Definitions) -> None:
     assert keys == {
         "raw_accounts",
         "raw_contacts",
+        "raw_contact_enrichment",
         "accounts",
         "contacts",
+        "contact_enrichment",
         "salesforce/salesforce_accounts",
         "salesforce/salesforce_contacts",
+        "salesforce/salesforce_contact_enrichment",
     }
     groups = {k.to_user_string(): graph.get(k).group_name for k in graph.get_all_asset_keys()}
     assert groups["accounts"] == "models"
     assert groups["raw_accounts"] == "sources"
     assert groups["salesforce/salesforce_contacts"] == SYNCS_GROUP
+    assert groups["contact_enrichment"] == "models"
+    assert groups["raw_contact_enrichment"] == "sources"
+    assert groups["salesforce/salesforce_contact_enrichment"] == SYNCS_GROUP
 
 
 def test_lineage_models_and_syncs(demo_defs: dg.Definitions) -> None:
@@ -53,6 +59,12 @@ def test_lineage_models_and_syncs(demo_defs: dg.Definitions) -> None:
         "contacts",
         "salesforce/salesforce_accounts",
     }
+    # the enrichment matches Contacts by Email: the contacts sync creates them first
+    assert parents["contact_enrichment"] == {"raw_contact_enrichment"}
+    assert parents["salesforce/salesforce_contact_enrichment"] == {
+        "contact_enrichment",
+        "salesforce/salesforce_contacts",
+    }
 
 
 def test_partitions_checks_and_schedules(demo_defs: dg.Definitions) -> None:
@@ -61,13 +73,21 @@ def test_partitions_checks_and_schedules(demo_defs: dg.Definitions) -> None:
     assert contacts.partitions_def is not None
     assert contacts.partitions_def.get_partition_keys() == ["b00", "b01", "b02", "b03"]
     assert graph.get(dg.AssetKey(["salesforce", "salesforce_accounts"])).partitions_def is None
+    enrichment = graph.get(dg.AssetKey(["salesforce", "salesforce_contact_enrichment"]))
+    assert enrichment.partitions_def is None
+    assert enrichment.metadata["sf/behavior"] == "update_only"
     check_keys = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
     assert check_keys == {
         ("salesforce/salesforce_accounts", CHECK_NAME),
         ("salesforce/salesforce_contacts", CHECK_NAME),
+        ("salesforce/salesforce_contact_enrichment", CHECK_NAME),
     }
     schedules = {s.name: s for s in demo_defs.schedules or []}
-    assert set(schedules) == {"salesforce_accounts_schedule", "salesforce_contacts_schedule"}
+    assert set(schedules) == {
+        "salesforce_accounts_schedule",
+        "salesforce_contacts_schedule",
+        "salesforce_contact_enrichment_schedule",
+    }
     sched = schedules["salesforce_contacts_schedule"]
     assert isinstance(sched, dg.ScheduleDefinition)
     assert sched.cron_schedule == "15 * * * *"

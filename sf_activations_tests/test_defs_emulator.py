@@ -26,8 +26,12 @@ from sf_activations.warehouse.duckdb import DuckDBWarehouse
 
 ACCOUNTS_SYNC = dg.AssetKey(["salesforce", "salesforce_accounts"])
 CONTACTS_SYNC = dg.AssetKey(["salesforce", "salesforce_contacts"])
+ENRICHMENT_SYNC = dg.AssetKey(["salesforce", "salesforce_contact_enrichment"])
 MODELS = [dg.AssetKey(["accounts"]), dg.AssetKey(["contacts"])]
+ENRICHMENT_MODEL = dg.AssetKey(["contact_enrichment"])
+BUCKETS = ["b00", "b01", "b02", "b03"]
 TRIGGER = "CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY"
+NO_MATCH = "NO_MATCHING_RECORD"
 
 
 def raw_accounts() -> pl.DataFrame:
@@ -74,6 +78,23 @@ def raw_contacts() -> pl.DataFrame:
     )
 
 
+def raw_contact_enrichment() -> pl.DataFrame:
+    """The vendor's file: three contacts' emails in other letter cases, two unknown people."""
+    return pl.DataFrame(
+        {
+            "email": [
+                "P1@EXAMPLE.COM",  # the contacts sync stored p1@example.com
+                "p2@Example.com",
+                "p3@example.com",
+                "nobody@example.org",  # no contact has these two
+                "new.hire@example.org",
+            ],
+            "department": ["Engineering", "Sales", "Finance", "Marketing", "Support"],
+            "mobile_phone": [f"+1-555-020{i}" for i in range(1, 6)],
+        }
+    )
+
+
 @pytest.fixture
 def demo_env(
     emulator: EmulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -86,6 +107,7 @@ def demo_env(
     warehouse = DuckDBWarehouse.at(str(tmp_path / "warehouse.duckdb"))
     warehouse.replace_table("raw_accounts", raw_accounts())
     warehouse.replace_table("raw_contacts", raw_contacts())
+    warehouse.replace_table("raw_contact_enrichment", raw_contact_enrichment())
     return warehouse
 
 
@@ -222,7 +244,7 @@ def test_hash_partitioned_contacts_after_accounts(
     buckets = bucket_of(pl.Series([f"C{i}" for i in range(1, 9)]), 4).to_list()
     bad_bucket = f"b{buckets[7]:02d}"
     totals = {"records_read": 0, "created": 0, "rejected": 0}
-    for part in ["b00", "b01", "b02", "b03"]:
+    for part in BUCKETS:
         result = run(defs, [CONTACTS_SYNC], part)
         md = metadata_of(result, CONTACTS_SYNC)
         assert md["sf/partition"] == part
@@ -246,6 +268,95 @@ def test_hash_partitioned_contacts_after_accounts(
             assert "NOPE" in row["message"]
     assert totals == {"records_read": 8, "created": 7, "rejected": 1}
     assert emulator.org.count("Contact") == 7
+
+
+def contacts_in_org(emulator: EmulatorServer) -> dict[str, dict[str, Any]]:
+    """The emulated org's Contacts by their external id."""
+    return {str(r["External_Id__c"]): r for r in emulator.org.rows("Contact")}
+
+
+def test_contact_enrichment_updates_by_email_and_keeps_unknown_emails_pending(
+    demo_env: DuckDBWarehouse, emulator: EmulatorServer
+) -> None:
+    defs = build_definitions(DEMO_PROJECT_DIR)
+    models = run(defs, [*MODELS, ENRICHMENT_MODEL])
+    assert metadata_of(models, ENRICHMENT_MODEL)["dagster/row_count"] == 5
+    assert run(defs, [ACCOUNTS_SYNC]).success
+    for part in BUCKETS:
+        assert run(defs, [CONTACTS_SYNC], part).success
+    assert emulator.org.count("Contact") == 7  # C8's account does not exist
+
+    result = run(defs, [ENRICHMENT_SYNC])
+    md = metadata_of(result, ENRICHMENT_SYNC)
+    assert (md["sf/object"], md["sf/partition"]) == ("Contact", "__all__")
+    counts = {
+        k: md[f"sf/{k}"]
+        for k in ("records_read", "invalid", "created", "updated", "unchanged", "rejected")
+    }
+    assert counts == {
+        "records_read": 5,
+        "invalid": 0,
+        "created": 0,  # Update Only never creates a record
+        "updated": 3,
+        "unchanged": 0,
+        "rejected": 2,
+    }
+    assert (md["sf/skipped"], md["sf/pending_retries"]) == (2, 2)
+    # All five keys were looked up in one short SOQL query.
+    assert md["sf/api_calls"]["query"] == 1
+    (errors,) = table_rows(md["sf/error_codes"])
+    assert (errors["code"], errors["count"]) == (NO_MATCH, 2)
+    assert (errors["cause"], errors["fix"]) == ERROR_GUIDE[NO_MATCH]
+    rejected = {row["key"]: row for row in table_rows(md["sf/rejected_sample"])}
+    assert set(rejected) == {"nobody@example.org", "new.hire@example.org"}
+    assert {row["code"] for row in rejected.values()} == {NO_MATCH}
+    assert (
+        "no Contact record has Email = 'nobody@example.org'"
+        in (rejected["nobody@example.org"]["message"])
+    )
+
+    # The matched Contacts have the vendor's values; their Email is as the contacts sync wrote
+    # it (the key field is not written, whatever the vendor's letter case); the others are
+    # untouched.
+    org = contacts_in_org(emulator)
+    enriched = {
+        cid: (org[cid]["Email"], org[cid]["Department"], org[cid]["MobilePhone"])
+        for cid in ("C1", "C2", "C3")
+    }
+    assert enriched == {
+        "C1": ("p1@example.com", "Engineering", "+1-555-0201"),
+        "C2": ("p2@example.com", "Sales", "+1-555-0202"),
+        "C3": ("p3@example.com", "Finance", "+1-555-0203"),
+    }
+    for cid in ("C4", "C5", "C6", "C7"):
+        assert (org[cid]["Email"], org[cid]["Department"]) == (f"p{cid[1:]}@example.com", None)
+
+    check = check_of(result)
+    assert not check.passed  # 2 of 5 skipped, threshold 5%
+    assert f"{NO_MATCH} (2)" in (check.description or "")
+
+    # Second run, nothing changed: the matched keys cost nothing (no lookup, no update); the
+    # two unknown emails are looked up again, in one query.
+    again = metadata_of(run(defs, [ENRICHMENT_SYNC]), ENRICHMENT_SYNC)
+    assert (again["sf/updated"], again["sf/unchanged"], again["sf/rejected"]) == (0, 3, 2)
+    assert again["sf/api_calls"] == {"query": 1}
+
+    # One of the unknown people becomes a Contact: the next run finds and enriches them.
+    demo_env.execute(
+        "insert into raw_contacts values ('C9', 'New', 'Hire', 'New.Hire@Example.org', "
+        "'Engineer', '+1-555-0109', 'A1', timestamp '2026-01-02 00:00:00')"
+    )
+    assert run(defs, [dg.AssetKey(["contacts"])]).success
+    for part in BUCKETS:
+        assert run(defs, [CONTACTS_SYNC], part).success
+    found = metadata_of(run(defs, [ENRICHMENT_SYNC]), ENRICHMENT_SYNC)
+    assert (found["sf/updated"], found["sf/unchanged"], found["sf/rejected"]) == (1, 3, 1)
+    hire = contacts_in_org(emulator)["C9"]
+    assert (hire["Email"], hire["Department"], hire["MobilePhone"]) == (
+        "new.hire@example.org",
+        "Support",
+        "+1-555-0205",
+    )
 
 
 def test_describe_problem_fails_the_run_naming_sync_and_field(

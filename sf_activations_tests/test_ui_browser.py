@@ -54,6 +54,7 @@ SIGINT_WRAPPER = (
 DEMO_ROWS = 200
 ACCOUNTS = "salesforce_accounts"
 CONTACTS = "salesforce_contacts"
+ENRICHMENT = "salesforce_contact_enrichment"
 CHECK = "rejected_records_within_threshold"
 # Group ids of the global lineage view, whose groups start collapsed (stack-notes.md).
 EXPANDED_GROUPS = "global%40global%3Amodels%2Cglobal%40global%3Asalesforce_syncs"
@@ -305,8 +306,16 @@ def test_lineage_shows_models_feeding_syncs(page: Page, dagster_ui: DagsterUI, d
         expect(
             page.locator("foreignObject").get_by_text(re.compile(f"^salesfor.*{name[-8:]}$"))
         ).to_be_visible()
-    names = ["accounts", "contacts", ACCOUNTS, CONTACTS]
-    wanted = {("accounts", ACCOUNTS), ("contacts", CONTACTS)}
+    expect(
+        page.locator("foreignObject").get_by_text(re.compile(r"^salesf.*_enrichment$"))
+    ).to_be_visible()
+    names = ["accounts", "contacts", "contact_enrichment", ACCOUNTS, CONTACTS, ENRICHMENT]
+    wanted = {
+        ("accounts", ACCOUNTS),
+        ("contacts", CONTACTS),
+        ("contact_enrichment", ENRICHMENT),
+        (CONTACTS, ENRICHMENT),
+    }
     # The nodes appear before the graph lays out its edges (later on a busy machine).
     deadline = time.monotonic() + 20
     edges = _graph_edges(page, names)
@@ -318,6 +327,8 @@ def test_lineage_shows_models_feeding_syncs(page: Page, dagster_ui: DagsterUI, d
     assert ("contacts", CONTACTS) in edges
     assert (ACCOUNTS, CONTACTS) in edges  # `after: [salesforce_accounts]`
     assert ("accounts", CONTACTS) not in edges  # contacts sync reads its own model only
+    assert ("contact_enrichment", ENRICHMENT) in edges
+    assert (CONTACTS, ENRICHMENT) in edges  # `after: [salesforce_contacts]`
 
     # The sync's own lineage tab, zoomed in: full names, materialized, the check passed, and
     # every hash bucket of the downstream contacts sync materialized.

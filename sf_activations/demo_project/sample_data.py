@@ -10,6 +10,11 @@ show how each kind of problem surfaces:
   Salesforce rejects it (CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY);
 - a contact whose account does not exist: Salesforce rejects the lookup (INVALID_FIELD);
 - a contact without a last name: a required field missing (REQUIRED_FIELD_MISSING).
+
+A third table, ``raw_contact_enrichment``, is a data vendor's file keyed by email address only
+(no Salesforce Id, no external id): a department and a mobile phone for some of the contacts
+that reach Salesforce, the address written in the vendor's own letter case, plus a few addresses
+of people no contact has (an Update Only sync finds no record for them: NO_MATCHING_RECORD).
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ LAST = (
     "Lee",
 )
 TITLES = ("CEO", "CTO", "VP Sales", "Engineer", "Analyst", None)
+DEPARTMENTS = ("Engineering", "Sales", "Finance", "Marketing", "Operations", "Support")
 
 # One bad row every N rows, per kind of problem (each about 1%).
 _LONG_NAME_EVERY = 151
@@ -55,6 +61,10 @@ ATLANTIS = "Atlantis"
 _MISSING_ACCOUNT_EVERY = 103
 _NO_LAST_NAME_EVERY = 89
 _DELETED_EVERY = 211
+# The vendor knows every N-th contact that Salesforce holds, and one unknown person per M rows.
+_ENRICHED_EVERY = 10
+_UNKNOWN_EVERY = 50
+UNKNOWN_EMAIL_DOMAIN = "new-hires.example.org"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +75,8 @@ class SampleData:
     contacts: int
     bad_accounts: int  # rows Salesforce or the engine will refuse
     bad_contacts: int
+    enrichment: int  # rows of the vendor's file
+    unknown_emails: int  # of which no contact has the address
 
 
 def account_frame(n: int, *, seed: int = 7) -> pl.DataFrame:
@@ -131,14 +143,65 @@ def contact_frame(n_accounts: int, *, per_account: int = 2, seed: int = 11) -> p
     return pl.DataFrame(rows)
 
 
+def contacts_in_salesforce(accounts: pl.DataFrame, contacts: pl.DataFrame) -> pl.DataFrame:
+    """The contacts the demo's syncs get into Salesforce: the others have a bad value or an
+    account that never got there (deleted, too long a name, a bad tier, billed in Atlantis)."""
+    good_accounts = accounts.filter(
+        ~pl.col("is_deleted")
+        & (pl.col("name").str.strip_chars().str.len_chars() <= 255)
+        & pl.col("tier").is_in(TIERS)
+        & (pl.col("billing_country") != ATLANTIS)
+    ).get_column("account_id")
+    return contacts.filter(
+        pl.col("account_id").is_in(good_accounts.implode()) & pl.col("last_name").is_not_null()
+    )
+
+
+def enrichment_frame(
+    accounts: pl.DataFrame, contacts: pl.DataFrame, *, seed: int = 13
+) -> pl.DataFrame:
+    """A vendor's enrichment file: ``email``, ``department``, ``mobile_phone``.
+
+    Every ``_ENRICHED_EVERY``-th contact in Salesforce, its address in one of three letter
+    cases (as generated, e.g. ``Ada.Lovelace.8@Example.com``; upper case; lower case, as the
+    contacts sync stored it), and every ``_UNKNOWN_EVERY``-th row an address no contact has.
+    """
+    rng = random.Random(seed)
+    known = contacts_in_salesforce(accounts, contacts).get_column("email").to_list()
+    rows = []
+    for j, email in enumerate(known[_ENRICHED_EVERY - 1 :: _ENRICHED_EVERY]):
+        if j % _UNKNOWN_EVERY == 0:
+            first, last = rng.choice(FIRST), rng.choice(LAST)
+            rows.append(
+                {
+                    "email": f"{first}.{last}.{j}@{UNKNOWN_EMAIL_DOMAIN}",
+                    "department": rng.choice(DEPARTMENTS),
+                    "mobile_phone": f"+1-555-{rng.randint(0, 9999):04d}",
+                }
+            )
+        cased = (email, email.upper(), email.lower())[j % 3]
+        rows.append(
+            {
+                "email": cased,
+                "department": rng.choice(DEPARTMENTS),
+                "mobile_phone": f"+1-555-{rng.randint(0, 9999):04d}",
+            }
+        )
+    return pl.DataFrame(
+        rows, schema={"email": pl.String, "department": pl.String, "mobile_phone": pl.String}
+    )
+
+
 def write_sample_data(
     warehouse: DuckDBWarehouse, *, accounts: int = 2000, seed: int = 7
 ) -> SampleData:
-    """Write ``raw_accounts`` and ``raw_contacts`` into the warehouse (replacing them)."""
+    """Write ``raw_accounts``, ``raw_contacts`` and ``raw_contact_enrichment`` (replacing them)."""
     acc = account_frame(accounts, seed=seed)
     con = contact_frame(accounts, seed=seed + 4)
+    enrich = enrichment_frame(acc, con, seed=seed + 6)
     warehouse.replace_table("raw_accounts", acc)
     warehouse.replace_table("raw_contacts", con)
+    warehouse.replace_table("raw_contact_enrichment", enrich)
     live = acc.filter(~pl.col("is_deleted"))
     bad_acc = live.filter(
         (pl.col("name").str.len_chars() > 255) | (pl.col("tier") == "Platinum")
@@ -147,5 +210,10 @@ def write_sample_data(
         pl.col("account_id").str.starts_with("ACC-MISSING") | pl.col("last_name").is_null()
     ).height
     return SampleData(
-        accounts=live.height, contacts=con.height, bad_accounts=bad_acc, bad_contacts=bad_con
+        accounts=live.height,
+        contacts=con.height,
+        bad_accounts=bad_acc,
+        bad_contacts=bad_con,
+        enrichment=enrich.height,
+        unknown_emails=int(enrich["email"].str.ends_with("@" + UNKNOWN_EMAIL_DOMAIN).sum()),
     )
