@@ -28,7 +28,9 @@ from sf_activations.config.models import (
     WarehouseConfig,
 )
 from sf_activations.sync.diff import SALESFORCE_ID_COLUMN, ChangeSet
+from sf_activations.sync.fingerprint import FINGERPRINT_COLUMN
 from sf_activations.sync.mapping import KEY_COLUMN, REASON_TEXT, MappedColumn
+from sf_activations.sync.model import ObjectDescribe
 from sf_activations.sync.plan import BehaviorNotSupported, PlanContext, plan_sync
 from sf_activations.sync.report import ERROR_GUIDE, SyncReport
 from sf_activations.sync.spec import FieldMapping, SyncKey, SyncSpec
@@ -158,23 +160,33 @@ def test_every_metadata_key_is_in_the_readme() -> None:
 
 
 def _empty_changes() -> ChangeSet:
-    frame = pl.DataFrame(schema={KEY_COLUMN: pl.String, SALESFORCE_ID_COLUMN: pl.String})
-    return ChangeSet(new=frame, changed=frame, retry=frame, unchanged=frame, held=frame, gone=frame)
+    frame = pl.DataFrame(
+        schema={
+            KEY_COLUMN: pl.String,
+            FINGERPRINT_COLUMN: pl.String,
+            SALESFORCE_ID_COLUMN: pl.String,
+        }
+    )
+    gone = pl.DataFrame(
+        schema={"key": pl.String, "fingerprint": pl.String, "salesforce_id": pl.String}
+    )
+    return ChangeSet(new=frame, changed=frame, retry=frame, unchanged=frame, held=frame, gone=gone)
 
 
 def _builds(behavior: str) -> bool:
-    key_field = "Id" if behavior == "update_only" else "External_Id__c"
+    key_field = "Id" if behavior in ("update_only", "delete") else "External_Id__c"
     spec = SyncSpec(
         name="s",
         source_model="m",
-        sobject="Account",
+        sobject="Lead" if behavior.startswith("lead_or") else "Account",
         behavior=behavior,  # type: ignore[arg-type]
         key=SyncKey(source="k", target=key_field),
         mappings=(FieldMapping(source="n", target="Name"),),
     )
     key = MappedColumn(header=key_field, source="k", field=key_field, describe=None, is_key=True)
+    some = ObjectDescribe("Lead", "Lead", "00Q", True, True, True, fields=())
     try:
-        plan_sync(spec, _empty_changes(), PlanContext(columns=(key,)))
+        plan_sync(spec, _empty_changes(), PlanContext(columns=(key,), lead=some, partner=some))
     except BehaviorNotSupported:
         return False
     return True
@@ -182,11 +194,15 @@ def _builds(behavior: str) -> bool:
 
 def test_readme_behavior_table_matches_the_planners() -> None:
     rows = [line for line in README.splitlines() if line.startswith("| `") and "| built" in line]
-    built_in_readme = {re.match(r"^\| `([a-z_]+)`", line).group(1) for line in rows}  # type: ignore[union-attr]
-    not_built_row = next(line for line in README.splitlines() if "not built |" in line)
-    not_built_in_readme = set(re.findall(r"`([a-z_]+)`", not_built_row.split("|")[1]))
+    built_in_readme = {
+        name for line in rows for name in re.findall(r"`([a-z_]+)`", line.split("|")[1])
+    }
     built = {b for b in BEHAVIORS if _builds(b)}
     assert built_in_readme == built, "README.md's behavior table is stale: update it"
+    not_built_rows = [line for line in README.splitlines() if "not built |" in line]
+    not_built_in_readme = {
+        name for line in not_built_rows for name in re.findall(r"`([a-z_]+)`", line.split("|")[1])
+    }
     assert not_built_in_readme == set(BEHAVIORS) - built, (
         "README.md's behavior table is stale: update it"
     )

@@ -241,11 +241,11 @@ def test_config_problems_stop_the_run_before_anything_is_sent(state: StateStore)
     assert fake.jobs == {}
 
 
-def test_unbuilt_behaviors_name_themselves(state: StateStore) -> None:
-    with pytest.raises(BehaviorNotSupported, match="lead_or_contact"):
-        run_sync_partition(
-            contact_spec(behavior="lead_or_contact"), people(2), FakeSalesforce(), state
-        )
+def test_an_unknown_behavior_names_itself_and_the_known_ones(state: StateStore) -> None:
+    fake = FakeSalesforce()
+    with pytest.raises(BehaviorNotSupported, match=r"unknown behavior 'teleport'; known: \["):
+        run_sync_partition(contact_spec(behavior="teleport"), people(2), fake, state)
+    assert fake.jobs == {}
 
 
 def test_gone_records_are_reported_not_deleted(state: StateStore) -> None:

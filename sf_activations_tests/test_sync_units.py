@@ -399,7 +399,7 @@ def test_plan_uses_rest_up_to_the_threshold_and_bulk_batches_above() -> None:
     assert len(plan.batches) > 3
 
 
-def test_every_behavior_has_a_planner_and_the_missing_ones_say_so() -> None:
+def test_every_behavior_has_a_planner_and_an_unknown_one_says_so() -> None:
     spec, changes, columns = _changes(1)
     assert set(PLANNERS) == {
         "update_or_create",
@@ -413,8 +413,8 @@ def test_every_behavior_has_a_planner_and_the_missing_ones_say_so() -> None:
     }
     from dataclasses import replace
 
-    with pytest.raises(BehaviorNotSupported, match="'lead_or_contact'"):
-        plan_sync(replace(spec, behavior="lead_or_contact"), changes, PlanContext(columns=columns))
+    with pytest.raises(BehaviorNotSupported, match="unknown behavior 'teleport'"):
+        plan_sync(replace(spec, behavior="teleport"), changes, PlanContext(columns=columns))  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------- CSV, JSON and results
