@@ -561,16 +561,7 @@ class SalesforceClient:
         rounds = 0
         while True:
             rounds += 1
-            created = self._json(
-                self._send(
-                    "bulk_create",
-                    "POST",
-                    "jobs/ingest",
-                    expected=(200, 201),
-                    body=_dumps(job),
-                    content_type="application/json",
-                )
-            )
+            created = self._create_job("bulk_create", "jobs/ingest", job)
             job_id = str(created["id"])
             try:
                 if created.get("state") not in (None, "Open"):
@@ -600,6 +591,18 @@ class SalesforceClient:
                 self._abort_quietly(job_id)
                 raise
             return job_id
+
+    def _create_job(self, kind: ApiCallKind, path: str, job: Mapping[str, Any]) -> Any:
+        """POST a Bulk API 2.0 job definition; Salesforce's answer (the job's info)."""
+        sent = self._send(
+            kind,
+            "POST",
+            path,
+            expected=(200, 201),
+            body=_dumps(job),
+            content_type="application/json",
+        )
+        return self._json(sent)
 
     def _bulk_close(self, job_id: str) -> None:
         try:
@@ -773,16 +776,7 @@ class SalesforceClient:
             "columnDelimiter": "COMMA",
             "lineEnding": "LF",
         }
-        created = self._json(
-            self._send(
-                "bulk_query",
-                "POST",
-                "jobs/query",
-                expected=(200, 201),
-                body=_dumps(job),
-                content_type="application/json",
-            )
-        )
+        created = self._create_job("bulk_query", "jobs/query", job)
         job_id = str(created["id"])
         info = self._wait_for(
             job_id, self._bulk_query_info, started_at=time.monotonic(), timeout_s=timeout_s
