@@ -118,7 +118,7 @@ ERROR_GUIDE: Mapping[str, tuple[str, str]] = {
     ),
     "CANNOT_UPDATE_CONVERTED_LEAD": (
         "The Lead was converted to a Contact or Account and can no longer be updated.",
-        "Use a Lead-or-Contact (or Lead-or-Account) sync, or drop converted leads from the model.",
+        "Use a lead_or_contact sync with the key mapped across conversion (Map Lead Fields).",
     ),
     "REQUEST_LIMIT_EXCEEDED": (
         "The org ran out of API calls for the rolling 24 hours (or too many long requests ran at once).",
