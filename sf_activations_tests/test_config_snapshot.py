@@ -193,3 +193,24 @@ def test_check_stores_the_snapshot_and_refresh_rewrites_it(
     # `describe --refresh` is `check --refresh`: logs in, fetches, stores, says it is ready.
     assert main(["describe", "--refresh", "--project", str(project)]) == 0
     assert "ready to sync" in capsys.readouterr().out
+
+
+def test_a_lead_or_contact_sync_is_checked_against_both_stored_objects() -> None:
+    from sf_activations.config.snapshot import objects_needed
+    from sf_activations.sync.spec import FieldMapping, SyncKey, SyncSpec
+
+    spec = SyncSpec(
+        name="people",
+        source_model="people",
+        sobject="Lead",
+        behavior="lead_or_contact",
+        key=SyncKey("id", "External_Id__c"),
+        mappings=(FieldMapping("last_name", "LastName"), FieldMapping("x", "Nowhere__c")),
+        source_file="syncs/people.yaml",
+    )
+    assert objects_needed(spec) == ["Lead", "Contact"]
+    contact = with_field(org_describe("Contact"), "External_Id__c", unique=False)
+    snapshot = {"lead": _entry(org_describe("Lead")), "contact": _entry(contact)}
+    messages = [p.message for p in snapshot_problems([spec], snapshot)]
+    assert any("Unique External ID on Contact too" in m for m in messages), messages
+    assert any("neither Lead nor Contact has a writable field" in m for m in messages), messages

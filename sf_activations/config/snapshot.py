@@ -29,7 +29,7 @@ from typing import Any
 from sf_activations.config.errors import ConfigProblem
 from sf_activations.config.loader import with_lines
 from sf_activations.sync.model import FieldDescribe, ObjectDescribe
-from sf_activations.sync.spec import SyncSpec
+from sf_activations.sync.spec import PARTNER_OBJECTS, SyncSpec
 
 SNAPSHOT_DIR = "describe"
 REFRESH_COMMAND = "sf-activations check --refresh"
@@ -209,8 +209,12 @@ def remove_others(directory: str | os.PathLike[str], keep: Iterable[str]) -> lis
 
 
 def objects_needed(spec: SyncSpec, describe: ObjectDescribe | None = None) -> list[str]:
-    """The sync's object and, once its describe is known, the parents its lookups point at."""
+    """The sync's object, a multi-destination sync's second object (Contact or Account) and,
+    once the describe is known, the parents its lookups point at."""
     names = [spec.sobject]
+    partner = PARTNER_OBJECTS.get(spec.behavior)
+    if partner is not None and partner not in names:
+        names.append(partner)
     if describe is not None:
         for m in spec.mappings:
             f = describe.field(m.target) if m.lookup_field else None
