@@ -401,12 +401,6 @@ def test_add_sync_inserts_opportunity_contact_roles_once(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine: an add (or create_only) sync counts rows whose values changed in no "
-    "metadata count and never settles them, so every later run compares them again "
-    "(sf_activations/sync/plan.py plan_create_only, sync/run.py); remove this mark once fixed",
-)
 def test_add_sync_accounts_for_every_row_it_read(
     project_dir: Path, emulator: EmulatorServer
 ) -> None:

@@ -417,3 +417,25 @@ def test_a_journaled_job_salesforce_no_longer_knows_is_abandoned(state: StateSto
     assert (report.reconciled, report.created) == (0, 2)
     stale = state.journal_entry(entry)
     assert stale is not None and stale.state == "abandoned"
+
+
+def test_create_only_leaves_changed_rows_alone_but_accounts_for_them(state: StateStore) -> None:
+    fake = FakeSalesforce()
+    spec = contact_spec(behavior="create_only")
+    run_sync_partition(spec, people(5), fake, state)
+    changed = people(5).with_columns(
+        pl.when(pl.col("id") == "k1")
+        .then(pl.lit("Renamed"))
+        .otherwise("last_name")
+        .alias("last_name")
+    )
+    first = run_sync_partition(spec, changed, fake, state)
+    assert (first.unchanged, first.created, first.updated, first.rows_compared) == (5, 0, 0, 1)
+    assert fake.contact("k1")["LastName"] == "Name 1" and fake.sent["k1"] == 1
+    # Left alone once, the row is skipped unread from then on.
+    second = run_sync_partition(spec, changed, fake, state)
+    assert (second.unchanged, second.rows_compared) == (5, 0)
+    # State still holds what Salesforce has: an upsert sync on the same state sends the row.
+    upsert = run_sync_partition(contact_spec(), changed, fake, state)
+    assert (upsert.updated, upsert.unchanged) == (1, 4)
+    assert fake.contact("k1")["LastName"] == "Renamed"

@@ -198,6 +198,12 @@ def run_sync_partition(
     with phases("plan"):
         context = PlanContext(columns=mapped.columns, port=port, lead=lead, partner=partner)
         plan = plan_sync(spec, changes, context)
+        left_alone = _left_alone(changes, plan)
+        if left_alone.height:
+            # Create Only and Add never update: a changed row is not sent. Its state keeps
+            # the fingerprint of what Salesforce holds (so switching to update_or_create
+            # sends it); the new source fingerprint lets the next runs skip it unread.
+            _remember_source(state, spec.name, partition, records, left_alone, current)
 
     with phases("execute"):
         state.stage_source_fingerprints(
@@ -240,7 +246,7 @@ def run_sync_partition(
         partition,
         records_read=records_read,
         invalid=invalid,
-        unchanged=changes.unchanged.height,
+        unchanged=changes.unchanged.height + left_alone.height,
         held=changes.held.height,
         executed=executed,
         deleted=deleted,
@@ -386,6 +392,51 @@ def _with_skipped(changes: ChangeSet, skipped: pl.DataFrame) -> ChangeSet:
         pl.col("key").alias(KEY_COLUMN), pl.col("salesforce_id").alias(SALESFORCE_ID_COLUMN)
     )
     return replace(changes, unchanged=pl.concat([changes.unchanged, more]))
+
+
+def _left_alone(changes: ChangeSet, plan: SyncPlan) -> pl.DataFrame:
+    """The records to send that no batch of the plan carries (the behavior leaves them),
+    with their state fingerprint and source fingerprint columns as ``changes`` has them."""
+    send = changes.to_send()
+    if send.height == 0:
+        return send.select(KEY_COLUMN)
+    planned = [b.records.get_column(KEY_COLUMN) for b in plan.batches]
+    if not planned:
+        return send.select(KEY_COLUMN)
+    return send.filter(~pl.col(KEY_COLUMN).is_in(pl.concat(planned).implode())).select(KEY_COLUMN)
+
+
+def _remember_source(  # noqa: PLR0917 - one call site
+    state: StateStore,
+    sync: str,
+    partition: str,
+    records: pl.DataFrame,
+    keys: pl.DataFrame,
+    current: pl.DataFrame,
+) -> None:
+    """Store the source fingerprint of ``keys``' rows, their state fingerprint (``current``,
+    the partition's state rows) unchanged."""
+    current = current.select("key", "fingerprint", "salesforce_id")
+    rows = (
+        records.join(keys, on=KEY_COLUMN, how="semi")
+        .select(
+            pl.col(KEY_COLUMN).alias("key"), pl.col(SOURCE_FP_COLUMN).alias("source_fingerprint")
+        )
+        .join(current, on="key", how="inner")
+    )
+    state.commit_results(
+        sync,
+        partition,
+        rows.select(
+            "key",
+            "fingerprint",
+            pl.lit(value=True).alias("success"),
+            "salesforce_id",
+            pl.lit(None, dtype=pl.String).alias("error_code"),
+            pl.lit(None, dtype=pl.String).alias("error_message"),
+            "source_fingerprint",
+        ),
+    )
 
 
 def _refresh_source_fingerprints(
