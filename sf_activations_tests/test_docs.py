@@ -233,3 +233,18 @@ def test_relative_links_resolve(doc: str) -> None:
 def test_bench_scripts_are_listed() -> None:
     for script in sorted((ROOT / "bench").glob("*.py")):
         assert f"bench/{script.name}" in README, f"README.md's benchmarks lack {script.name}"
+
+
+def test_every_sync_example_in_the_configuration_docs_loads() -> None:
+    import yaml
+
+    from sf_activations.config.models import SyncConfig
+
+    section = CONFIGURATION.split("## syncs/*.yaml", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```yaml\n(.*?)```", section, flags=re.DOTALL)
+    assert len(blocks) >= 6
+    behaviors = set()
+    for block in blocks:
+        config = SyncConfig.model_validate(yaml.safe_load(block))
+        behaviors.add(config.behavior)
+    assert {"update_only", "mirror", "delete", "add", "lead_or_contact"} <= behaviors
