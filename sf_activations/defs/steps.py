@@ -319,11 +319,11 @@ def run_sync_step(
         raise _failure(
             spec,
             partition,
-            str(exc),
+            exc.finding,
             code="DELETE_GUARD",
             fix=(
                 f"Check the model {spec.source_model!r} first. If the rows are meant to go, "
-                f"raise max_delete_fraction in {spec.source_file} and re-run; nothing was sent."
+                f"raise max_delete_fraction in {spec.source_file} (1 for no limit) and re-run."
             ),
         ) from exc
     except BehaviorNotSupported as exc:

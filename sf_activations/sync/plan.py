@@ -133,7 +133,14 @@ def plan_update_or_create(spec: SyncSpec, changes: ChangeSet, ctx: PlanContext) 
 
 
 class DeleteGuardTripped(RuntimeError):
-    """A Mirror run would delete more of the sync's records than ``max_delete_fraction``."""
+    """A Mirror run would delete more of the sync's records than ``max_delete_fraction``.
+
+    ``finding`` states the numbers alone (without the sync's name or advice), for callers
+    that frame the message themselves."""
+
+    def __init__(self, message: str, *, finding: str) -> None:
+        super().__init__(message)
+        self.finding = finding
 
 
 def plan_mirror(spec: SyncSpec, changes: ChangeSet, ctx: PlanContext) -> SyncPlan:
@@ -148,14 +155,17 @@ def plan_mirror(spec: SyncSpec, changes: ChangeSet, ctx: PlanContext) -> SyncPla
     gone = changes.gone.filter(pl.col("salesforce_id").is_not_null())
     tracked = changes.tracked_count
     if gone.height and gone.height > spec.max_delete_fraction * tracked:
-        msg = (
-            f"sync {spec.name!r}: this run would delete {gone.height} of the {tracked} "
-            f"{spec.sobject} records the sync tracks ({gone.height / tracked:.0%}), more than "
-            f"max_delete_fraction ({spec.max_delete_fraction:.0%}); nothing was sent. If the "
-            "model really lost these rows, raise max_delete_fraction in the sync's file (1 "
-            "for no limit) and run again; otherwise fix the model."
+        finding = (
+            f"this run would delete {gone.height} of the {tracked} {spec.sobject} records the "
+            f"sync tracks ({gone.height / tracked:.0%}), more than max_delete_fraction "
+            f"({spec.max_delete_fraction:.0%}); nothing was sent"
         )
-        raise DeleteGuardTripped(msg)
+        msg = (
+            f"sync {spec.name!r}: {finding}. If the model really lost these rows, raise "
+            "max_delete_fraction in the sync's file (1 for no limit) and run again; otherwise "
+            "fix the model."
+        )
+        raise DeleteGuardTripped(msg, finding=finding)
     upserts = plan_update_or_create(spec, changes, ctx)
     records = gone.select(
         pl.col("key").alias(KEY_COLUMN),
