@@ -1,16 +1,18 @@
-"""Find the Salesforce records of an Update Only sync keyed on a field other than the Id.
+"""Find Salesforce records by a key field with SOQL, for the behaviors that need it.
 
-Such a key (an Email, an account number, any text or number field) is not an External ID,
-so Salesforce cannot upsert on it: each record's Id is looked up with a SOQL filter on the
-field, and the record is then updated by Id. A key is looked up when it is new or retried;
-a key that was updated before keeps the Id it was matched to, so a re-sync of changed
-records costs no lookup at all. A retried key is looked up afresh (its record may have
-been deleted or merged since).
-
-A key that matches no record, or several, is not sent: it stays pending with
-``NO_MATCHING_RECORD`` or ``AMBIGUOUS_MATCH`` and is looked up again on every run, so it
-syncs once the record exists or the duplicates are merged. (Picking one of several
-duplicates would update an arbitrary record and leave the others stale without a word.)
+- **Update Only** keyed on a field other than the Id (an Email, an account number, any text or
+  number field): that field is not an External ID, so Salesforce cannot upsert on it. Each
+  key's Id is looked up with a SOQL filter on the field and the record is then updated by Id.
+  A key is looked up when it is new or retried; a key updated before keeps the Id it was
+  matched to, so a re-sync of changed records costs no lookup at all. A retried key is looked
+  up afresh (its record may have been deleted or merged since). A key that matches no record,
+  or several, is not sent: it stays pending with ``NO_MATCHING_RECORD`` or ``AMBIGUOUS_MATCH``
+  and is looked up again on every run, so it syncs once the record exists or the duplicates
+  are merged. (Picking one of several duplicates would update an arbitrary record and leave
+  the others stale without a word.)
+- **Delete** by an External ID (``resolve_deletes``): the Id of the record to delete.
+- **Add** (``resolve_adds``): the tracking values already in Salesforce, not added again.
+- **Lead or Contact / Account** (``resolve_partners``): which keys a Contact (Account) has.
 """
 
 from __future__ import annotations
