@@ -248,15 +248,7 @@ def test_delete_sync_removes_the_listed_records_once(
             "mappings: []", "mappings:\n  - {source: person_id, target: LastName}"
         )
     )
-    with pytest.raises(ConfigError) as info:
-        build_definitions(project_dir)
-    (problem,) = info.value.problems
-    assert (Path(problem.file).resolve(), problem.sync, problem.field) == (
-        sync_file.resolve(),
-        "purge_contacts",
-        "mappings",
-    )
-    text = str(info.value)
+    text = the_load_problem(project_dir, sync_file, "purge_contacts", "mappings")
     assert "purge_contacts.yaml" in text and "sync 'purge_contacts'" in text
     assert "field 'mappings'" in text and "takes no mappings" in text and "mappings: []" in text
 
@@ -419,14 +411,20 @@ def test_a_partitioned_mirror_sync_is_refused_at_load(project_dir: Path) -> None
     sync_file, _ = add_sync(
         project_dir, "contacts_mirror", MIRROR_SYNC + "partitions: {kind: hash, buckets: 2}\n"
     )
+    text = the_load_problem(project_dir, sync_file, "contacts_mirror", "partitions.kind")
+    assert "contacts_mirror.yaml" in text and "field 'partitions.kind'" in text
+    assert "with partitions: hash" in text and "Use partitions: none" in text
+
+
+def the_load_problem(project_dir: Path, sync_file: Path, sync: str, setting: str) -> str:
+    """Loading the project fails with exactly one problem, naming this file, sync and setting;
+    the whole error's text."""
     with pytest.raises(ConfigError) as info:
         build_definitions(project_dir)
     (problem,) = info.value.problems
     assert (Path(problem.file).resolve(), problem.sync, problem.field) == (
         sync_file.resolve(),
-        "contacts_mirror",
-        "partitions.kind",
+        sync,
+        setting,
     )
-    text = str(info.value)
-    assert "contacts_mirror.yaml" in text and "field 'partitions.kind'" in text
-    assert "with partitions: hash" in text and "Use partitions: none" in text
+    return str(info.value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import polars as pl
@@ -11,13 +12,14 @@ from sf_activations.sync.lookup import AMBIGUOUS, NO_MATCH
 from sf_activations.sync.mapping import SyncConfigError, validate_spec
 from sf_activations.sync.model import FieldDescribe, ObjectDescribe
 from sf_activations.sync.run import run_sync_partition
-from sf_activations.sync.spec import FieldMapping, SyncKey
+from sf_activations.sync.spec import FieldMapping, SyncKey, SyncSpec
 from sf_activations.sync.state import StateStore
 from sf_activations_tests.test_sync_engine import contact_spec, people
 from sf_activations_tests.test_sync_fakes import FakeSalesforce, SimulatedCrash
 
 
-def by_email(**overrides: Any) -> Any:
+def by_email(*, spec_of: Callable[..., SyncSpec] = contact_spec, **overrides: Any) -> SyncSpec:
+    """An Update Only sync keyed on Contact.Email writing LastName (``spec_of`` builds it)."""
     base: dict[str, Any] = {
         "name": "enrich",
         "behavior": "update_only",
@@ -25,7 +27,7 @@ def by_email(**overrides: Any) -> Any:
         "mappings": (FieldMapping("last_name", "LastName"),),
     }
     base.update(overrides)
-    return contact_spec(**base)
+    return spec_of(**base)
 
 
 def rows(emails: list[str], names: list[str]) -> pl.DataFrame:

@@ -11,20 +11,14 @@ from sf_activations.salesforce import SalesforceClient
 from sf_activations.sync.lookup import AMBIGUOUS, NO_MATCH
 from sf_activations.sync.mapping import SyncConfigError
 from sf_activations.sync.run import run_sync_partition
-from sf_activations.sync.spec import FieldMapping, SyncKey
+from sf_activations.sync.spec import SyncKey, SyncSpec
 from sf_activations.sync.state import StateStore
 from sf_activations_tests.test_sync_emulator import contact_spec, contacts, people
+from sf_activations_tests.test_sync_lookup import by_email as update_only_by_email
 
 
-def by_email(**overrides: Any) -> Any:
-    base: dict[str, Any] = {
-        "name": "enrich",
-        "behavior": "update_only",
-        "key": SyncKey(source="email", target="Email"),
-        "mappings": (FieldMapping("last_name", "LastName"),),
-    }
-    base.update(overrides)
-    return contact_spec(**base)
+def by_email(**overrides: Any) -> SyncSpec:
+    return update_only_by_email(spec_of=contact_spec, **overrides)
 
 
 def test_update_only_by_email_end_to_end(client: SalesforceClient, state: StateStore) -> None:
