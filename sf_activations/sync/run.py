@@ -398,8 +398,8 @@ def _left_alone(changes: ChangeSet, plan: SyncPlan) -> pl.DataFrame:
     """The records to send that no batch of the plan carries (the behavior leaves them),
     with their state fingerprint and source fingerprint columns as ``changes`` has them."""
     send = changes.to_send()
-    if send.height == 0:
-        return send.select(KEY_COLUMN)
+    if plan.record_count == send.height:
+        return send.select(KEY_COLUMN).clear()  # every record to send is planned (the usual)
     planned = [b.records.get_column(KEY_COLUMN) for b in plan.batches]
     if not planned:
         return send.select(KEY_COLUMN)
