@@ -6,7 +6,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import polars as pl
 
@@ -34,6 +34,7 @@ from sf_activations.sync.lookup import (
 from sf_activations.sync.mapping import (
     KEY_COLUMN,
     MappedColumn,
+    MappedFrame,
     SyncConfigError,
     key_is_case_insensitive,
     map_records,
@@ -41,7 +42,7 @@ from sf_activations.sync.mapping import (
     split_missing_required,
     validate_spec,
 )
-from sf_activations.sync.model import SalesforcePort
+from sf_activations.sync.model import ObjectDescribe, SalesforcePort
 from sf_activations.sync.plan import PlanContext, SyncPlan, plan_sync
 from sf_activations.sync.prefilter import PartitionRead, read_partition
 from sf_activations.sync.report import SAMPLE_SIZE, SyncReport
@@ -70,29 +71,40 @@ class _Phases:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
 
-def run_sync_partition(
+@dataclass(frozen=True)
+class _Prepared:
+    """Everything a run knows once it has planned, before it sends anything."""
+
+    describe: ObjectDescribe  # the object's (merged with the partner's, multi-destination)
+    picked: PartitionRead
+    current: pl.DataFrame  # the partition's state rows
+    mapped: MappedFrame
+    records: pl.DataFrame  # the valid mapped records with fingerprints
+    invalid: pl.DataFrame
+    changes: ChangeSet
+    looked_up: ExecutionResult  # keys a lookup could not match (not sent)
+    settled: pl.DataFrame | None  # keys a lookup settled without sending
+    plan: SyncPlan
+    left_alone: pl.DataFrame  # keys to send that the behavior leaves alone
+    reconciled: ExecutionResult
+    open_jobs: int  # Bulk jobs of earlier runs still open (a preview does not settle them)
+
+
+def _prepare(
     spec: SyncSpec,
     source: pl.DataFrame | PartitionSource,
     port: SalesforcePort,
     state: StateStore,
     *,
-    partition: str = "__all__",
-    progress: Callable[[str], None] | None = None,
-) -> SyncReport:
-    """Bring one partition of Salesforce in line with ``source`` and report what happened.
-
-    ``source`` is a warehouse partition (``DuckDBWarehouse.source``) or a polars frame. Jobs
-    an earlier run left unfinished are reconciled first; then the rows that may have changed
-    since the last run (``prefilter.read_partition``: all of them the first time) are mapped
-    and validated, diffed against state, planned per the behavior and executed, committing
-    state per batch. Raises ``SyncConfigError`` when the spec does not fit the object or the
-    model (nothing is sent) and ``BehaviorNotSupported`` for behaviors without a planner yet.
-    """
-    say = progress or (lambda _line: None)
-    phases = _Phases()
-    calls_before = dict(port.api_calls())
+    partition: str,
+    say: Callable[[str], None],
+    phases: _Phases,
+    write: bool,
+) -> _Prepared:
+    """Reconcile, read, map, diff, look up and plan one partition. With ``write`` False (a
+    preview) state is only read and Salesforce only queried: open jobs are left for the next
+    run and nothing a lookup finds is remembered."""
     where = f"{spec.name}[{partition}]"
-
     describe = port.describe(spec.sobject)
     lead = describe
     partner_name = PARTNER_OBJECTS.get(spec.behavior)
@@ -105,10 +117,14 @@ def run_sync_partition(
         # Values are mapped against both objects' fields (Lead's where both have one).
         describe = merged_describe(describe, partner)
 
-    with phases("reconcile"):
-        reconciled = reconcile_journal(
-            port, state, sync=spec.name, partition=partition, progress=say
-        )
+    reconciled = ExecutionResult.empty()
+    open_jobs = len(state.journal_open_entries(spec.name, partition))
+    if write:
+        with phases("reconcile"):
+            reconciled = reconcile_journal(
+                port, state, sync=spec.name, partition=partition, progress=say
+            )
+        open_jobs = 0
     if reconciled.outcomes.height:
         say(f"{where}: reconciled {reconciled.outcomes.height} record(s) from earlier jobs")
 
@@ -116,27 +132,26 @@ def run_sync_partition(
         current = state.load(spec.name, partition, columns=DIFF_STATE_COLUMNS)
         partition_source = frame_source(source) if isinstance(source, pl.DataFrame) else source
         picked = read_partition(spec, describe, partition_source, current)
-        records_read = picked.records_read
     say(
-        f"{where}: read {records_read} row(s) from {spec.source_model}; "
+        f"{where}: read {picked.records_read} row(s) from {spec.source_model}; "
         f"{picked.skipped.height} unchanged at the source, {picked.rows.height} to compare"
     )
 
     with phases("map"):
         mapped = map_records(spec, picked.rows, describe, carry=(SOURCE_FP_COLUMN,))
-        headers = mapped.headers
-        records = with_fingerprints(mapped.records, headers)
+        records = with_fingerprints(mapped.records, mapped.headers)
 
     with phases("diff"):
-        current, picked = _adopt_moves(
-            state,
-            spec,
-            partition,
-            records=records,
-            invalid=mapped.invalid,
-            current=current,
-            picked=picked,
-        )
+        if write:
+            current, picked = _adopt_moves(
+                state,
+                spec,
+                partition,
+                records=records,
+                invalid=mapped.invalid,
+                current=current,
+                picked=picked,
+            )
         invalid_keys = mapped.invalid.get_column("key").drop_nulls()
         changes = compute_changes(
             records, picked.state, max_attempts=spec.max_attempts, invalid_keys=invalid_keys
@@ -154,14 +169,15 @@ def run_sync_partition(
                 kept, picked.state, max_attempts=spec.max_attempts, invalid_keys=invalid_keys
             )
         invalid = pl.concat([mapped.invalid, missing])
-        _refresh_source_fingerprints(
-            state,
-            sync=spec.name,
-            partition=partition,
-            records=records,
-            changes=changes,
-            current=current,
-        )
+        if write:
+            _refresh_source_fingerprints(
+                state,
+                sync=spec.name,
+                partition=partition,
+                records=records,
+                changes=changes,
+                current=current,
+            )
         changes = _with_skipped(changes, picked.skipped)
     say(
         f"{where}: {changes.new.height} new, {changes.changed.height} changed, "
@@ -170,15 +186,16 @@ def run_sync_partition(
     )
 
     looked_up = ExecutionResult.empty()
+    settled: pl.DataFrame | None = None
     if needs_lookup(spec, mapped.columns[0]) and changes.send_count:
         with phases("lookup"):
             resolve = RESOLVERS.get(spec.behavior, resolve_ids)
             resolved = resolve(spec, changes, mapped.columns[0], port)
-            changes = resolved.changes
+            changes, settled = resolved.changes, resolved.settled
             looked_up = ExecutionResult(outcomes=resolved.unmatched)
-            for settled in (resolved.unmatched, resolved.settled):
-                if settled is not None and settled.height:
-                    state.commit_results(spec.name, partition, settled)
+            for outcomes in (resolved.unmatched, settled):
+                if write and outcomes is not None and outcomes.height:
+                    state.commit_results(spec.name, partition, outcomes)
         say(f"{where}: {resolved.summary}")
 
     if spec.behavior == "mirror" and changes.gone.height:
@@ -192,18 +209,67 @@ def run_sync_partition(
         changes = _not_renamed(changes, present, mapped.columns[0])
         with phases("lookup"):
             changes = _gone_ids(
-                spec, changes, mapped.columns[0], port, state=state, partition=partition
+                spec,
+                changes,
+                mapped.columns[0],
+                port,
+                state=state if write else None,
+                partition=partition,
             )
 
     with phases("plan"):
         context = PlanContext(columns=mapped.columns, port=port, lead=lead, partner=partner)
         plan = plan_sync(spec, changes, context)
         left_alone = _left_alone(changes, plan)
-        if left_alone.height:
+        if write and left_alone.height:
             # Create Only and Add never update: a changed row is not sent. Its state keeps
             # the fingerprint of what Salesforce holds (so switching to update_or_create
             # sends it); the new source fingerprint lets the next runs skip it unread.
             _remember_source(state, spec.name, partition, records, left_alone, current)
+    return _Prepared(
+        describe=describe,
+        picked=picked,
+        current=current,
+        mapped=mapped,
+        records=records,
+        invalid=invalid,
+        changes=changes,
+        looked_up=looked_up,
+        settled=settled,
+        plan=plan,
+        left_alone=left_alone,
+        reconciled=reconciled,
+        open_jobs=open_jobs,
+    )
+
+
+def run_sync_partition(
+    spec: SyncSpec,
+    source: pl.DataFrame | PartitionSource,
+    port: SalesforcePort,
+    state: StateStore,
+    *,
+    partition: str = "__all__",
+    progress: Callable[[str], None] | None = None,
+) -> SyncReport:
+    """Bring one partition of Salesforce in line with ``source`` and report what happened.
+
+    ``source`` is a warehouse partition (``DuckDBWarehouse.source``) or a polars frame. Jobs
+    an earlier run left unfinished are reconciled first; then the rows that may have changed
+    since the last run (``prefilter.read_partition``: all of them the first time) are mapped
+    and validated, diffed against state, looked up where the behavior needs it, planned per
+    the behavior and executed, committing state per batch. Raises ``SyncConfigError`` when the
+    spec does not fit the object or the model (nothing is sent), ``DeleteGuardTripped`` when a
+    Mirror run would delete too much, and ``BehaviorNotSupported`` for an unknown behavior.
+    """
+    say = progress or (lambda _line: None)
+    phases = _Phases()
+    calls_before = dict(port.api_calls())
+    where = f"{spec.name}[{partition}]"
+    ready = _prepare(
+        spec, source, port, state, partition=partition, say=say, phases=phases, write=True
+    )
+    plan, records = ready.plan, ready.records
 
     with phases("execute"):
         state.stage_source_fingerprints(
@@ -227,7 +293,7 @@ def run_sync_partition(
             )
         finally:
             state.unstage(spec.name, partition)
-    executed = looked_up.merge(executed)
+    executed = ready.looked_up.merge(executed)
     if executed.stopped:
         say(f"{where}: stopped early: {executed.stopped}")
     executed, deleted = _settle_deletes(
@@ -235,8 +301,8 @@ def run_sync_partition(
     )
 
     with phases("commit"):
-        _commit_invalid(state, spec.name, partition, invalid)
-        _forget_aliases(state, spec.name, partition, current, executed.outcomes)
+        _commit_invalid(state, spec.name, partition, ready.invalid)
+        _forget_aliases(state, spec.name, partition, ready.current, executed.outcomes)
         pending = state.pending_count(spec.name, partition)
         # The next run's diff loads this instead of reading every row back from SQLite.
         state.save_snapshot(spec.name, partition)
@@ -244,15 +310,15 @@ def run_sync_partition(
     report = _report(
         spec,
         partition,
-        records_read=records_read,
-        invalid=invalid,
-        unchanged=changes.unchanged.height + left_alone.height,
-        held=changes.held.height,
+        records_read=ready.picked.records_read,
+        invalid=ready.invalid,
+        unchanged=ready.changes.unchanged.height + ready.left_alone.height,
+        held=ready.changes.held.height,
         executed=executed,
         deleted=deleted,
-        reconciled=reconciled,
+        reconciled=ready.reconciled,
         pending=pending,
-        rows_compared=picked.rows.height,
+        rows_compared=ready.picked.rows.height,
         api_calls=_delta(calls_before, port.api_calls()),
         phases=phases.seconds,
     )
@@ -289,12 +355,13 @@ def _gone_ids(
     key: MappedColumn,
     port: SalesforcePort,
     *,
-    state: StateStore,
+    state: StateStore | None,
     partition: str,
 ) -> ChangeSet:
     """Mirror: give the gone records state knows no Salesforce Id of (never confirmed: a
     rejected create, an upsert whose answer was lost) the Id of the record their key finds
-    in Salesforce, and forget those that find none (nothing to delete)."""
+    in Salesforce, and forget those that find none (nothing to delete; ``state`` None: a
+    preview, which forgets nothing)."""
     gone = changes.gone
     unknown = gone.filter(pl.col("salesforce_id").is_null())
     if unknown.height == 0:
@@ -304,7 +371,7 @@ def _gone_ids(
         pl.col(KEY_COLUMN).alias("key"), pl.col("__ids").list.first().alias("__found")
     )
     absent = found.filter(pl.col("__ids").is_null()).get_column(KEY_COLUMN)
-    if absent.len():
+    if state is not None and absent.len():
         state.forget(spec.name, partition, absent.to_list())
     gone = (
         gone.filter(~pl.col("key").is_in(absent.implode()))
