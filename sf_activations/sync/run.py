@@ -56,7 +56,7 @@ multi-destination ones: a record may go to an existing Contact or Account, which
 Lead's required fields; a Lead created without one is refused by Salesforce and stays pending."""
 
 
-class _Phases:
+class Phases:
     """Wall time per phase, in seconds."""
 
     def __init__(self) -> None:
@@ -72,7 +72,7 @@ class _Phases:
 
 
 @dataclass(frozen=True)
-class _Prepared:
+class Prepared:
     """Everything a run knows once it has planned, before it sends anything."""
 
     describe: ObjectDescribe  # the object's (merged with the partner's, multi-destination)
@@ -90,7 +90,7 @@ class _Prepared:
     open_jobs: int  # Bulk jobs of earlier runs still open (a preview does not settle them)
 
 
-def _prepare(
+def prepare_partition(
     spec: SyncSpec,
     source: pl.DataFrame | PartitionSource,
     port: SalesforcePort,
@@ -98,9 +98,9 @@ def _prepare(
     *,
     partition: str,
     say: Callable[[str], None],
-    phases: _Phases,
+    phases: Phases,
     write: bool,
-) -> _Prepared:
+) -> Prepared:
     """Reconcile, read, map, diff, look up and plan one partition. With ``write`` False (a
     preview) state is only read and Salesforce only queried: open jobs are left for the next
     run and nothing a lookup finds is remembered."""
@@ -226,7 +226,7 @@ def _prepare(
             # the fingerprint of what Salesforce holds (so switching to update_or_create
             # sends it); the new source fingerprint lets the next runs skip it unread.
             _remember_source(state, spec.name, partition, records, left_alone, current)
-    return _Prepared(
+    return Prepared(
         describe=describe,
         picked=picked,
         current=current,
@@ -263,10 +263,10 @@ def run_sync_partition(
     Mirror run would delete too much, and ``BehaviorNotSupported`` for an unknown behavior.
     """
     say = progress or (lambda _line: None)
-    phases = _Phases()
+    phases = Phases()
     calls_before = dict(port.api_calls())
     where = f"{spec.name}[{partition}]"
-    ready = _prepare(
+    ready = prepare_partition(
         spec, source, port, state, partition=partition, say=say, phases=phases, write=True
     )
     plan, records = ready.plan, ready.records
