@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-import polars as pl
 
 from sf_activations.config.loader import ModelDef, Project
 from sf_activations.defs.metadata import rejected_check, report_metadata, summary_markdown
@@ -25,12 +24,11 @@ from sf_activations.sync.model import (
 from sf_activations.sync.source import DuckDBSource
 from sf_activations.sync.spec import SyncSpec
 from sf_activations.warehouse.base import ModelSqlError, RowFilter, TableNotFound, Warehouse
+from sf_activations.warehouse.partition import ALL_PARTITIONS, sync_source
 
 if TYPE_CHECKING:
     from sf_activations.defs.resources import SalesforceResource, StateStoreResource
     from sf_activations.sync.state import StateStore
-
-ALL_PARTITIONS = "__all__"
 
 
 def _time_filter(column: str, context: dg.AssetExecutionContext) -> RowFilter:
@@ -75,24 +73,21 @@ def read_sync_source(
 ) -> tuple[str, DuckDBSource]:
     """The partition key (engine's name) and the model rows that belong to it, as a source
     the engine reads lazily (a narrow fingerprint pass, then only the rows that may differ)."""
-    from sf_activations.sync.partitions import filter_bucket
-
-    table = project.table_of(spec.source_model)
     partition = context.partition_key if context.has_partition_key else ALL_PARTITIONS
+    window = None
+    if spec.partitions.kind == "time":
+        if project.time_partitions_of(spec.source_model) is None:
+            # The loader rejects this; kept so a bad state fails loudly.
+            msg = (
+                f"{spec.source_file}, sync '{spec.name}': time-partitioned, but model "
+                f"'{spec.source_model}' has no time_partitions. What to do: set "
+                f"models.{spec.source_model}.time_partitions in sf_activations.yaml."
+            )
+            raise dg.Failure(description=msg)
+        span = context.partition_time_window
+        window = (span.start, span.end)
     try:
-        if spec.partitions.kind == "time":
-            tp = project.time_partitions_of(spec.source_model)
-            if tp is None:  # the loader rejects this; kept so a bad state fails loudly
-                msg = (
-                    f"{spec.source_file}, sync '{spec.name}': time-partitioned, but model "
-                    f"'{spec.source_model}' has no time_partitions. What to do: set "
-                    f"models.{spec.source_model}.time_partitions in sf_activations.yaml."
-                )
-                raise dg.Failure(description=msg)
-            source = warehouse.source(table, where=_time_filter(tp.column, context))
-            _check_columns(spec, list(source.columns()), partition)
-            return partition, source
-        source = warehouse.source(table)
+        source = sync_source(spec, project, warehouse, partition=partition, window=window)
         columns = list(source.columns())
     except TableNotFound as exc:
         raise _failure(
@@ -105,14 +100,7 @@ def read_sync_source(
             "or materialize the 'models' group); nothing was sent.",
         ) from exc
     _check_columns(spec, columns, partition)
-    if spec.partitions.kind == "hash":
-        key, buckets = context.partition_key, spec.partitions.buckets
-
-        def in_bucket(frame: pl.DataFrame) -> pl.DataFrame:
-            return filter_bucket(frame, spec.key.source, key, buckets)
-
-        return key, source.filtered(in_bucket)
-    return ALL_PARTITIONS, source
+    return partition, source
 
 
 def _check_columns(spec: SyncSpec, columns: list[str], partition: str) -> None:
