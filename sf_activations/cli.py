@@ -15,7 +15,8 @@ from collections.abc import Sequence
 _SUBCOMMAND_MODULES = (
     "sf_activations.emulator.cli",  # sf-activations emulator
     "sf_activations.demo",  # sf-activations demo
-    "sf_activations.check",  # sf-activations check (connection check, sync tester)
+    "sf_activations.check",  # sf-activations check (connection check)
+    "sf_activations.preview_command",  # sf-activations preview (sync tester)
 )
 
 

@@ -103,13 +103,15 @@ class SyncPreview:
             out.append(f"  about {self.estimated_calls} API call(s) in all")
         for code, n in self.unmatched.items():
             out.append(f"  not sent: {n} key(s) {code}")
-        for row in self.unmatched_sample:
-            out.append(f"    {row['key']}: {row['message']}")
-        for row in self.invalid_sample:
-            out.append(
-                f"  invalid: key {row['key'] or '(none)'}: {row['reason']} in column "
-                f"{row['column']} ({row['value']!r}): {row['message']}"
-            )
+        out.extend(f"    {row['key']}: {row['message']}" for row in self.unmatched_sample)
+        if sum(self.unmatched.values()) > len(self.unmatched_sample):
+            out.append(f"    ... {sum(self.unmatched.values()) - len(self.unmatched_sample)} more")
+        out.extend(
+            f"  invalid: key {row['key'] or '(none)'}: {row['reason']}: {row['message']}"
+            for row in self.invalid_sample
+        )
+        if self.invalid > len(self.invalid_sample):
+            out.append(f"  ... {self.invalid - len(self.invalid_sample)} more invalid")
         return out
 
 
@@ -124,8 +126,9 @@ def preview_sync_partition(
     progress: Callable[[str], None] | None = None,
 ) -> SyncPreview:
     """What ``run_sync_partition`` would send for this partition now, without sending it or
-    changing state. Raises what a run raises before sending (``SyncConfigError``,
-    ``DeleteGuardTripped``, ...)."""
+    changing state; ``sample`` records of each write (and as many invalid and unmatched keys,
+    at most ``SAMPLE_SIZE``) are kept. Raises what a run raises before sending
+    (``SyncConfigError``, ``DeleteGuardTripped``, ...)."""
     calls_before = dict(port.api_calls())
     ready = prepare_partition(
         spec,
@@ -139,6 +142,7 @@ def preview_sync_partition(
     )
     changes = ready.changes
     unmatched = ready.looked_up.outcomes
+    shown = min(SAMPLE_SIZE, max(0, sample))  # invalid and unmatched keys listed
     codes = unmatched.group_by("error_code").len().sort("error_code").iter_rows()
     return SyncPreview(
         sync=spec.name,
@@ -159,14 +163,14 @@ def preview_sync_partition(
         writes=tuple(_write(b, sample) for b in ready.plan.batches),
         invalid_sample=[
             {k: "" if v is None else str(v) for k, v in row.items()}
-            for row in ready.invalid.head(SAMPLE_SIZE)
+            for row in ready.invalid.head(shown)
             .select("key", "reason", "column", "value", "message")
             .iter_rows(named=True)
         ],
         unmatched={str(code): int(n) for code, n in codes},
         unmatched_sample=[
             {"key": str(k), "code": str(c), "message": str(m)}
-            for k, c, m in unmatched.head(SAMPLE_SIZE)
+            for k, c, m in unmatched.head(shown)
             .select("key", "error_code", "error_message")
             .iter_rows()
         ],
