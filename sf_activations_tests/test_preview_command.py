@@ -70,3 +70,26 @@ def test_preview_of_a_model_not_built(
     )
     assert main(["preview", "salesforce_accounts", "--project", str(root)]) == 1
     assert "materialize 'accounts' first" in capsys.readouterr().out
+
+
+def test_a_hash_partitioned_sync_is_previewed_bucket_by_bucket(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sync_file = project / "syncs" / "salesforce_accounts.yaml"
+    text = sync_file.read_text()
+    assert "partitions: none" in text
+    sync_file.write_text(text.replace("partitions: none", "partitions: {kind: hash, buckets: 2}"))
+    assert main(["preview", "salesforce_accounts", "--project", str(project), "--rows", "0"]) == 0
+    out = capsys.readouterr().out
+    counts = [
+        int(line.split("row(s) in the model")[0].rsplit(" ", 2)[-2])
+        for line in out.splitlines()
+        if "row(s) in the model" in line
+    ]
+    assert "salesforce_accounts[b00]" in out and "salesforce_accounts[b01]" in out
+    assert len(counts) == 2 and sum(counts) == 299 and min(counts) > 0
+    assert (
+        main(["preview", "salesforce_accounts", "--project", str(project), "--partition", "b01"])
+        == 0
+    )
+    assert "salesforce_accounts[b00]" not in capsys.readouterr().out
