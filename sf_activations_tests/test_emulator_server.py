@@ -68,6 +68,18 @@ def test_trailing_slash_reaches_the_same_route(emulator: EmulatorServer) -> None
     assert with_slash.json()["DailyApiRequests"]["Max"] == 15000
 
 
+def test_a_request_head_over_16_kb_is_refused(emulator: EmulatorServer) -> None:
+    http = client_session(emulator)
+    url = f"{emulator.url}/services/data/v59.0/query"
+    soql = "SELECT Id FROM Contact WHERE Email IN ('" + "x" * 17_000 + "')"
+    assert http.get(url, params={"q": soql}, headers=bearer(emulator)).status_code == 414
+    fits = "SELECT Id FROM Contact WHERE Email IN ('" + "x" * 12_000 + "')"
+    big_headers = {**bearer(emulator), "X-Padding": "p" * 5_000}
+    assert http.get(url, params={"q": fits}, headers=big_headers).status_code == 431
+    ok = http.get(url, params={"q": fits}, headers=bearer(emulator))
+    assert ok.status_code == 200 and ok.json()["totalSize"] == 0
+
+
 def test_unknown_services_path_is_salesforce_not_found(emulator: EmulatorServer) -> None:
     response = client_session(emulator).get(
         f"{emulator.url}/services/data/v59.0/no-such-thing", headers=bearer(emulator)

@@ -152,6 +152,11 @@ class ServicesMiddleware:
             await send(message)
 
         try:
+            too_long = _too_long(scope)
+            if too_long is not None:
+                status_line, body = too_long
+                await _send_simple(send_logged, status_line, body, b"text/plain", [])
+                return
             if kind in ("rest", "bulk", "bulk_v1", "versions"):
                 if len(path) > 1 and path.endswith("/"):
                     # simple-salesforce sends "sobjects/Account/", "limits/", "query/?q=":
@@ -213,6 +218,26 @@ class ServicesMiddleware:
             await _send_json(send, 403, LIMIT_EXCEEDED_BODY)
             return False
         return True
+
+
+MAX_REQUEST_HEAD_BYTES = 16_384
+"""Salesforce's limit on a request's URI, and on its URI and headers together (help article
+000386264): over it the URI alone gets 414 URI Too Long, URI plus headers 431."""
+
+
+def _too_long(scope: Scope) -> tuple[int, bytes] | None:
+    """(status, body) when the request's URI, or its URI and headers, exceed the limit.
+
+    UNVERIFIED: the bodies; Salesforce's front end answers before any API code runs."""
+    raw: bytes = scope.get("raw_path") or scope["path"].encode()
+    query: bytes = scope.get("query_string", b"")
+    uri = len(raw) + (len(query) + 1 if query else 0)
+    if uri > MAX_REQUEST_HEAD_BYTES:
+        return 414, b"URI Too Long"
+    headers = sum(len(k) + len(v) + 4 for k, v in scope.get("headers", ()))
+    if uri + headers > MAX_REQUEST_HEAD_BYTES:
+        return 431, b"Request Header Fields Too Large"
+    return None
 
 
 def _compact(body: Any) -> bytes:
