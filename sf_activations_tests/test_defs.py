@@ -94,6 +94,19 @@ def test_partitions_checks_and_schedules(demo_defs: dg.Definitions) -> None:
     assert sched.default_status == dg.DefaultScheduleStatus.STOPPED
 
 
+def test_every_sync_has_a_job_and_a_preview_job(demo_defs: dg.Definitions) -> None:
+    syncs = ["salesforce_accounts", "salesforce_contacts", "salesforce_contact_enrichment"]
+    jobs = {j.name for j in demo_defs.get_repository_def().get_all_jobs()}
+    assert jobs - {"__ASSET_JOB"} == {f"{s}_{kind}" for s in syncs for kind in ("job", "preview")}
+    graph = demo_defs.resolve_asset_graph()
+    for sync in syncs:
+        preview = demo_defs.get_job_def(f"{sync}_preview")
+        # the sync's own partitions (the launchpad asks for one), and one op that is no asset
+        assert preview.partitions_def == graph.get(dg.AssetKey(["salesforce", sync])).partitions_def
+        assert [node.name for node in preview.nodes] == [f"preview_{sync}"]
+        assert not preview.asset_layer.selected_asset_keys
+
+
 def test_contacts_schedule_requests_every_bucket(demo_defs: dg.Definitions) -> None:
     sched = next(s for s in demo_defs.schedules or [] if s.name == "salesforce_contacts_schedule")
     assert isinstance(sched, dg.ScheduleDefinition)
@@ -210,6 +223,18 @@ def test_time_partitioned_model_and_sync(tmp_path: Path, monkeypatch: pytest.Mon
     )
     assert "add the column to the model's SELECT; nothing was sent" in user.description
     assert "no_such_column" in user.description
+
+    # The preview job has the same time partitions and fails the same way, for the same window.
+    preview = defs.get_job_def("signups_to_contacts_preview")
+    assert preview.partitions_def == model.partitions_def
+    refused = preview.execute_in_process(partition_key="2026-01-02", raise_on_error=False)
+    (event,) = refused.get_step_failure_events()
+    user = event.step_failure_data.user_failure_data
+    assert user is not None and user.description is not None
+    assert (
+        "signups_to_contacts.yaml, sync 'signups_to_contacts', partition '2026-01-02', "
+        "field 'mappings[1].source'" in user.description
+    )
 
 
 def test_a_dbt_like_upstream_asset_can_be_a_sync_source(tmp_path: Path) -> None:

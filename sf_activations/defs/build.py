@@ -19,6 +19,7 @@ from sf_activations.defs.assets import (
     sync_partitions_def,
     time_partitions_def,
 )
+from sf_activations.defs.preview import preview_job
 from sf_activations.defs.resources import SalesforceResource, StateStoreResource
 from sf_activations.defs.schedules import sync_job, sync_schedule
 from sf_activations.defs.sensors import retry_sensor
@@ -33,8 +34,8 @@ def build_definitions(
     resources: Mapping[str, Any] | None = None,
     check_snapshot: bool = True,
 ) -> dg.Definitions:
-    """Definitions for a project: models, syncs (with checks), jobs, schedules, retry sensors
-    and resources.
+    """Definitions for a project: models, syncs (with checks), jobs (a sync's and its preview),
+    schedules, retry sensors and resources.
 
     ``extra_assets`` are assets defined elsewhere (a dbt project, say) that declared sources
     point at by ``asset_key``: they replace the external spec the source would get otherwise.
@@ -68,14 +69,14 @@ def build_definitions(
         model_parts[model.name] = mparts
         assets.append(model_asset(model, project, mparts))
 
-    jobs: list[dg.UnresolvedAssetJobDefinition] = []
+    jobs: list[dg.UnresolvedAssetJobDefinition | dg.JobDefinition] = []
     schedules: list[dg.ScheduleDefinition] = []
     sensors: list[dg.SensorDefinition] = []
     for spec in project.syncs:
         parts = sync_partitions_def(spec, model_parts.get(spec.source_model))
         assets.append(sync_asset(spec, project, parts))
         job = sync_job(spec, parts)
-        jobs.append(job)
+        jobs += [job, preview_job(spec, project, parts)]
         sensors.append(
             retry_sensor(spec, job, str(project.state_path), partitioned=parts is not None)
         )

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 
 if TYPE_CHECKING:
+    from sf_activations.sync.preview import SyncPreview
     from sf_activations.sync.report import SyncReport
     from sf_activations.sync.spec import SyncSpec
 
@@ -25,6 +26,20 @@ COUNT_KEYS: tuple[tuple[str, str], ...] = (
     ("sf/rejected", "rejected"),
     ("sf/skipped", "skipped"),
     ("sf/pending_retries", "pending_retries"),
+)
+# A preview's counts (``SyncPreview`` attributes): what the next run would find.
+PREVIEW_COUNT_KEYS: tuple[tuple[str, str], ...] = (
+    ("sf/preview_records_read", "records_read"),
+    ("sf/preview_rows_compared", "rows_compared"),
+    ("sf/preview_new", "new"),
+    ("sf/preview_changed", "changed"),
+    ("sf/preview_retry", "retry"),
+    ("sf/preview_unchanged", "unchanged"),
+    ("sf/preview_invalid", "invalid"),
+    ("sf/preview_gone", "gone"),
+    ("sf/preview_left_alone", "left_alone"),
+    ("sf/preview_settled", "settled"),
+    ("sf/preview_open_jobs", "open_jobs"),
 )
 PHASES: tuple[str, ...] = ("reconcile", "read", "map", "diff", "plan", "execute", "commit")
 CHECK_NAME = "rejected_records_within_threshold"
@@ -113,6 +128,46 @@ def report_metadata(
     md["sf/salesforce_processing_ms"] = dg.MetadataValue.int(int(report.sf_processing_ms))
     md["sf/apex_ms"] = dg.MetadataValue.int(int(report.apex_ms))
     return md
+
+
+def preview_metadata(
+    preview: SyncPreview, api_calls: Mapping[str, int]
+) -> dict[str, dg.MetadataValue]:
+    """A preview's counts, planned writes and samples as metadata; ``api_calls`` are the calls
+    the preview run made (login and describe included), by kind."""
+    md: dict[str, dg.MetadataValue] = {
+        "sf/object": dg.MetadataValue.text(preview.sobject),
+        "sf/partition": dg.MetadataValue.text(preview.partition),
+    }
+    # What would be sent first: the run's event list shows the first few entries unfolded.
+    md["sf/preview_writes"] = dg.MetadataValue.md(writes_markdown(preview))
+    md["sf/preview_estimated_calls"] = dg.MetadataValue.int(int(preview.estimated_calls))
+    for key, attr in PREVIEW_COUNT_KEYS:
+        md[key] = dg.MetadataValue.int(int(getattr(preview, attr)))
+    md["sf/preview_unmatched"] = dg.MetadataValue.json(
+        {str(k): int(v) for k, v in preview.unmatched.items()}
+    )
+    md["sf/preview_invalid_sample"] = _sample_table(preview.invalid_sample, _INVALID_SCHEMA)
+    md["sf/preview_api_calls"] = dg.MetadataValue.json(
+        {str(k): int(v) for k, v in sorted(api_calls.items())}
+    )
+    return md
+
+
+def writes_markdown(preview: SyncPreview) -> str:
+    """The planned writes as a Markdown table (one row per batch), or says there are none."""
+    if not preview.writes:
+        return "Nothing to send."
+    lines = [
+        "| object | operation | via | records | API calls (about) | columns |",
+        "|---|---|---|---:|---:|---|",
+    ]
+    lines += [
+        f"| {w.sobject} | {w.operation} | {w.transport} | {w.records} | {w.api_calls} | "
+        f"{', '.join(f'`{h}`' for h in w.headers)} |"
+        for w in preview.writes
+    ]
+    return "\n".join(lines)
 
 
 def skipped_share(report: SyncReport) -> float:

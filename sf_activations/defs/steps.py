@@ -6,7 +6,8 @@ read the right rows, call it, and translate its result and its errors into Dagst
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,7 +15,12 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 
 from sf_activations.config.loader import ModelDef, Project
-from sf_activations.defs.metadata import rejected_check, report_metadata, summary_markdown
+from sf_activations.defs.metadata import (
+    preview_metadata,
+    rejected_check,
+    report_metadata,
+    summary_markdown,
+)
 from sf_activations.defs.progress import BulkProgressLog, attach_bulk_progress
 from sf_activations.sync.model import (
     ObjectDescribe,
@@ -28,10 +34,14 @@ from sf_activations.warehouse.partition import ALL_PARTITIONS, sync_source
 
 if TYPE_CHECKING:
     from sf_activations.defs.resources import SalesforceResource, StateStoreResource
+    from sf_activations.salesforce.client import SalesforceClient
     from sf_activations.sync.state import StateStore
 
+RunContext = dg.AssetExecutionContext | dg.OpExecutionContext
+"""The sync asset's context, or the preview op's: both know the run's partition and log."""
 
-def _time_filter(column: str, context: dg.AssetExecutionContext) -> RowFilter:
+
+def _time_filter(column: str, context: RunContext) -> RowFilter:
     window = context.partition_time_window
     start: datetime = window.start
     end: datetime = window.end
@@ -69,7 +79,7 @@ def materialize_model_step(
 
 
 def read_sync_source(
-    context: dg.AssetExecutionContext, spec: SyncSpec, project: Project, warehouse: Warehouse
+    context: RunContext, spec: SyncSpec, project: Project, warehouse: Warehouse
 ) -> tuple[str, DuckDBSource]:
     """The partition key (engine's name) and the model rows that belong to it, as a source
     the engine reads lazily (a narrow fingerprint pass, then only the rows that may differ)."""
@@ -152,7 +162,7 @@ def _failure(
 
 
 def _store_describe(
-    context: dg.AssetExecutionContext,
+    context: RunContext,
     project: Project,
     sobject: str,
     describe: ObjectDescribe | None,
@@ -215,9 +225,7 @@ def _login_fix(project: Project, code: str) -> str:
     ) + f"Check {where} for auth '{sf.auth}'; nothing was sent."
 
 
-def _progress_logger(
-    context: dg.AssetExecutionContext, spec: SyncSpec, partition: str
-) -> Callable[[str], None]:
+def _progress_logger(context: RunContext, spec: SyncSpec, partition: str) -> Callable[[str], None]:
     """The engine's progress lines into the run log, tagged with the sync and partition."""
     tag = spec.name if partition == ALL_PARTITIONS else f"{spec.name}[{partition}]"
 
@@ -228,73 +236,73 @@ def _progress_logger(
     return say
 
 
-def run_sync_step(
-    context: dg.AssetExecutionContext,
+def _check_fit(
+    context: RunContext,
     spec: SyncSpec,
     project: Project,
+    client: SalesforceClient,
+    partition: str,
     *,
-    warehouse: Warehouse,
-    salesforce: SalesforceResource,
-    state: StateStoreResource,
-) -> dg.MaterializeResult:
-    """Run one partition of a sync through the engine and report it as metadata + check."""
+    keep_describe: bool,
+) -> None:
+    """Describe the sync's object and check the sync against it before anything else, failing
+    the run with the object and the fields named. ``keep_describe`` stores what was read in the
+    project's describe snapshot (a real run does; a preview writes nothing)."""
     from sf_activations.config.snapshot import describe_problems
+
+    try:
+        describe = client.describe(spec.sobject)
+    except SalesforceRequestError as exc:
+        if exc.code == "NOT_FOUND" and keep_describe:
+            _store_describe(context, project, spec.sobject, None, client.instance_url)
+        what = (
+            f"Salesforce has no object '{spec.sobject}' that the API user can see."
+            if exc.code == "NOT_FOUND"
+            else f"describe of '{spec.sobject}' refused ({exc.code}: {exc.message})."
+        )
+        raise _failure(
+            spec,
+            partition,
+            what,
+            code=exc.code,
+            fix=f"Check `object:` in {Path(spec.source_file).name} (the API name, e.g. "
+            "Account or Invoice__c; custom objects end in __c) and that the API user's "
+            "profile or permission sets grant access to the object; nothing was sent.",
+        ) from exc
+    if keep_describe:
+        _store_describe(context, project, spec.sobject, describe, client.instance_url)
+    problems = describe_problems(
+        spec,
+        describe,
+        fix=f"Edit {Path(spec.source_file).name}; nothing was sent.",
+    )
+    if problems:
+        raise dg.Failure(
+            description=(
+                f"sync '{spec.name}', partition '{partition}', object '{spec.sobject}': "
+                f"the sync does not fit {spec.sobject} as Salesforce describes it:\n- "
+                + "\n- ".join(str(p) for p in problems)
+            ),
+            metadata={
+                "sf/sync": spec.name,
+                "sf/partition": partition,
+                "sf/object": spec.sobject,
+                "sf/config_problems": dg.MetadataValue.json([str(p) for p in problems]),
+            },
+        )
+
+
+@contextmanager
+def _engine_failures(spec: SyncSpec, project: Project, partition: str) -> Iterator[None]:
+    """The engine's and Salesforce's errors as ``dg.Failure``s that name the sync, the
+    partition and the object and say what to do (the same for a run and a preview)."""
     from sf_activations.salesforce.errors import SalesforceAuthError
     from sf_activations.sync.mapping import SyncConfigError
     from sf_activations.sync.plan import BehaviorNotSupported, DeleteGuardTripped
     from sf_activations.sync.report import ERROR_GUIDE
-    from sf_activations.sync.run import run_sync_partition
 
-    partition, source = read_sync_source(context, spec, project, warehouse)
     try:
-        with salesforce.client() as client, state.store() as store:
-            try:
-                describe = client.describe(spec.sobject)
-            except SalesforceRequestError as exc:
-                if exc.code == "NOT_FOUND":
-                    _store_describe(context, project, spec.sobject, None, client.instance_url)
-                what = (
-                    f"Salesforce has no object '{spec.sobject}' that the API user can see."
-                    if exc.code == "NOT_FOUND"
-                    else f"describe of '{spec.sobject}' refused ({exc.code}: {exc.message})."
-                )
-                raise _failure(
-                    spec,
-                    partition,
-                    what,
-                    code=exc.code,
-                    fix=f"Check `object:` in {Path(spec.source_file).name} (the API name, e.g. "
-                    "Account or Invoice__c; custom objects end in __c) and that the API user's "
-                    "profile or permission sets grant access to the object; nothing was sent.",
-                ) from exc
-            _store_describe(context, project, spec.sobject, describe, client.instance_url)
-            problems = describe_problems(
-                spec,
-                describe,
-                fix=f"Edit {Path(spec.source_file).name}; nothing was sent.",
-            )
-            if problems:
-                raise dg.Failure(
-                    description=(
-                        f"sync '{spec.name}', partition '{partition}', object '{spec.sobject}': "
-                        f"the sync does not fit {spec.sobject} as Salesforce describes it:\n- "
-                        + "\n- ".join(str(p) for p in problems)
-                    ),
-                    metadata={
-                        "sf/sync": spec.name,
-                        "sf/partition": partition,
-                        "sf/object": spec.sobject,
-                        "sf/config_problems": dg.MetadataValue.json([str(p) for p in problems]),
-                    },
-                )
-            say = _progress_logger(context, spec, partition)
-            attach_bulk_progress(
-                client, BulkProgressLog(say, every_s=salesforce.bulk_progress_every_s)
-            )
-            report = run_sync_partition(
-                spec, source, client, store, partition=partition, progress=say
-            )
-            others = _other_partitions_over_threshold(store, spec, partition)
+        yield
     except SyncConfigError as exc:
         raise _failure(
             spec,
@@ -348,8 +356,70 @@ def run_sync_step(
             code=exc.code,
             fix=cause_fix[1] if cause_fix else "Fix the sync configuration and re-run.",
         ) from exc
+
+
+def run_sync_step(
+    context: dg.AssetExecutionContext,
+    spec: SyncSpec,
+    project: Project,
+    *,
+    warehouse: Warehouse,
+    salesforce: SalesforceResource,
+    state: StateStoreResource,
+) -> dg.MaterializeResult:
+    """Run one partition of a sync through the engine and report it as metadata + check."""
+    from sf_activations.sync.report import ERROR_GUIDE
+    from sf_activations.sync.run import run_sync_partition
+
+    partition, source = read_sync_source(context, spec, project, warehouse)
+    with (
+        _engine_failures(spec, project, partition),
+        salesforce.client() as client,
+        state.store() as store,
+    ):
+        _check_fit(context, spec, project, client, partition, keep_describe=True)
+        say = _progress_logger(context, spec, partition)
+        attach_bulk_progress(client, BulkProgressLog(say, every_s=salesforce.bulk_progress_every_s))
+        report = run_sync_partition(spec, source, client, store, partition=partition, progress=say)
+        others = _other_partitions_over_threshold(store, spec, partition)
     context.log.info(summary_markdown(report))
     return dg.MaterializeResult(
         metadata=report_metadata(report, ERROR_GUIDE),
         check_results=[rejected_check(report, spec, other_partitions=others)],
     )
+
+
+def preview_sync_step(
+    context: dg.OpExecutionContext,
+    spec: SyncSpec,
+    project: Project,
+    *,
+    warehouse: Warehouse,
+    salesforce: SalesforceResource,
+    state: StateStoreResource,
+    rows: int,
+) -> dg.Output[None]:
+    """What the next run of one partition of a sync would send, without sending it: the
+    engine's preview (state only read, Salesforce only queried) as run-log lines and output
+    metadata. Nothing is materialized, so the sync asset's history is left as it was."""
+    from sf_activations.sync.preview import preview_sync_partition
+
+    partition, source = read_sync_source(context, spec, project, warehouse)
+    with (
+        _engine_failures(spec, project, partition),
+        salesforce.client() as client,
+        state.store() as store,
+    ):
+        _check_fit(context, spec, project, client, partition, keep_describe=False)
+        say = _progress_logger(context, spec, partition)
+        # A lookup of many keys runs as a Bulk query: say how far it got, as a run does.
+        attach_bulk_progress(client, BulkProgressLog(say, every_s=salesforce.bulk_progress_every_s))
+        preview = preview_sync_partition(
+            spec, source, client, store, partition=partition, sample=rows, progress=say
+        )
+        calls = dict(client.api_calls())
+    for line in preview.lines():
+        context.log.info(line)
+    used = ", ".join(f"{k} {v}" for k, v in sorted(calls.items()))
+    context.log.info(f"  (this preview used {used or 'no API call'}; nothing was sent)")
+    return dg.Output(None, metadata=preview_metadata(preview, calls))
