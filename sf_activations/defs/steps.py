@@ -358,6 +358,31 @@ def _engine_failures(spec: SyncSpec, project: Project, partition: str) -> Iterat
         ) from exc
 
 
+@contextmanager
+def _engine_session(  # noqa: PLR0917 - the run's context and its resources, one call per step
+    context: RunContext,
+    spec: SyncSpec,
+    project: Project,
+    partition: str,
+    salesforce: SalesforceResource,
+    state: StateStoreResource,
+    *,
+    keep_describe: bool,
+) -> Iterator[tuple[SalesforceClient, StateStore, Callable[[str], None]]]:
+    """A logged-in client, the state store and a progress logger for one partition, after the
+    sync was checked against its object's describe; engine errors become ``dg.Failure``s.
+    Bulk jobs (a run's writes, a lookup's query) report their progress to the run log."""
+    with (
+        _engine_failures(spec, project, partition),
+        salesforce.client() as client,
+        state.store() as store,
+    ):
+        _check_fit(context, spec, project, client, partition, keep_describe=keep_describe)
+        say = _progress_logger(context, spec, partition)
+        attach_bulk_progress(client, BulkProgressLog(say, every_s=salesforce.bulk_progress_every_s))
+        yield client, store, say
+
+
 def run_sync_step(
     context: dg.AssetExecutionContext,
     spec: SyncSpec,
@@ -372,14 +397,9 @@ def run_sync_step(
     from sf_activations.sync.run import run_sync_partition
 
     partition, source = read_sync_source(context, spec, project, warehouse)
-    with (
-        _engine_failures(spec, project, partition),
-        salesforce.client() as client,
-        state.store() as store,
-    ):
-        _check_fit(context, spec, project, client, partition, keep_describe=True)
-        say = _progress_logger(context, spec, partition)
-        attach_bulk_progress(client, BulkProgressLog(say, every_s=salesforce.bulk_progress_every_s))
+    with _engine_session(
+        context, spec, project, partition, salesforce, state, keep_describe=True
+    ) as (client, store, say):
         report = run_sync_partition(spec, source, client, store, partition=partition, progress=say)
         others = _other_partitions_over_threshold(store, spec, partition)
     context.log.info(summary_markdown(report))
@@ -405,15 +425,9 @@ def preview_sync_step(
     from sf_activations.sync.preview import preview_sync_partition
 
     partition, source = read_sync_source(context, spec, project, warehouse)
-    with (
-        _engine_failures(spec, project, partition),
-        salesforce.client() as client,
-        state.store() as store,
-    ):
-        _check_fit(context, spec, project, client, partition, keep_describe=False)
-        say = _progress_logger(context, spec, partition)
-        # A lookup of many keys runs as a Bulk query: say how far it got, as a run does.
-        attach_bulk_progress(client, BulkProgressLog(say, every_s=salesforce.bulk_progress_every_s))
+    with _engine_session(
+        context, spec, project, partition, salesforce, state, keep_describe=False
+    ) as (client, store, say):
         preview = preview_sync_partition(
             spec, source, client, store, partition=partition, sample=rows, progress=say
         )
